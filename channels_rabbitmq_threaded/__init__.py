@@ -1,0 +1,7 @@
+"""A Django Channels layer on RabbitMQ whose connection lives in one background thread, so it works from any loop."""
+
+from .core import RabbitmqChannelLayer
+from .errors import BrokerUnavailable, ConfirmLost, LayerClosed, RabbitmqLayerError
+
+__all__ = ["BrokerUnavailable", "ConfirmLost", "LayerClosed", "RabbitmqChannelLayer", "RabbitmqLayerError"]
+__version__ = "0.1.0"

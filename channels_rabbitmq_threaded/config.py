@@ -1,0 +1,155 @@
+"""Options: parsing and checking `CHANNEL_LAYERS[...]["CONFIG"]` into one immutable `Settings`.
+
+Theory of operation: every mistake a user can make in the configuration is found here, at construction time, and
+reported as a `TypeError` (wrong kind of value, unknown option) or a `ValueError` (right kind, bad value) that names
+the option. Nothing here does I/O: the URL is parsed by pika's own parser, but no socket is opened. pika mutates
+its `Parameters` objects while it connects (and can erase the password), so `Settings` keeps the URL string and
+builds fresh parameters for every connection attempt.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import ssl
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pika
+
+DEFAULT_HOST = "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+# RabbitMQ's exchange names: up to 255 bytes of letters, digits, hyphen, underscore, period or colon.
+_EXCHANGE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,255}\Z")
+
+OPTION_NAMES = (
+    "host",
+    "expiry",
+    "local_capacity",
+    "local_expiry",
+    "remote_capacity",
+    "prefetch_count",
+    "ssl_context",
+    "groups_exchange",
+    "group_expiry",
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The layer's checked configuration. Build it with `Settings.from_options(**options)`."""
+
+    host: str
+    expiry: float
+    local_capacity: int
+    local_expiry: float
+    remote_capacity: int
+    prefetch_count: int
+    ssl_context: ssl.SSLContext | None
+    groups_exchange: str
+    group_expiry: int
+
+    @classmethod
+    def from_options(
+        cls,
+        host: str = DEFAULT_HOST,
+        expiry: float = 60,
+        local_capacity: int = 100,
+        local_expiry: float | None = None,
+        remote_capacity: int = 100,
+        prefetch_count: int = 10,
+        ssl_context: ssl.SSLContext | None = None,
+        groups_exchange: str = "groups",
+        group_expiry: int = 86400,
+        **unknown: Any,
+    ) -> Settings:
+        if unknown:
+            names = ", ".join(repr(name) for name in sorted(unknown))
+            raise TypeError(
+                f"RabbitmqChannelLayer got unknown option(s) {names}; the options are: {', '.join(OPTION_NAMES)}"
+            )
+        expiry = _positive_seconds("expiry", expiry)
+        local_expiry = expiry if local_expiry is None else _positive_seconds("local_expiry", local_expiry)
+        settings = cls(
+            host=_check_host(host, ssl_context),
+            expiry=expiry,
+            local_capacity=_positive_int("local_capacity", local_capacity),
+            local_expiry=local_expiry,
+            remote_capacity=_positive_int("remote_capacity", remote_capacity),
+            prefetch_count=_positive_int("prefetch_count", prefetch_count),
+            ssl_context=ssl_context,
+            groups_exchange=_check_exchange(groups_exchange),
+            group_expiry=_positive_int("group_expiry", group_expiry),
+        )
+        return settings
+
+    def connection_parameters(self, connection_name: str) -> pika.URLParameters:
+        """Fresh pika parameters for one connection attempt (pika mutates them, so never reuse)."""
+        params = pika.URLParameters(self.host)
+        if self.ssl_context is not None:
+            params.ssl_options = pika.SSLOptions(self.ssl_context, server_hostname=params.host)
+        params.client_properties = {
+            "connection_name": connection_name,
+            "product": "channels_rabbitmq_threaded",
+        }
+        return params
+
+    @property
+    def redacted_host(self) -> str:
+        """The URL with its password replaced by `***`: the only form of it that may be logged."""
+        return redact_url(self.host)
+
+
+def redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}"))
+
+
+def _check_host(host: object, ssl_context: object) -> str:
+    if not isinstance(host, str):
+        raise TypeError(f"host must be an AMQP URL string, not {type(host).__name__}")
+    scheme = urlsplit(host).scheme
+    if scheme not in ("amqp", "amqps"):
+        raise ValueError(f"host must be an amqp:// or amqps:// URL, not {redact_url(host)!r}")
+    try:
+        pika.URLParameters(host)
+    except Exception as exc:  # pika raises ValueError, TypeError or KeyError for malformed URLs
+        raise ValueError(f"host {redact_url(host)!r} is not a valid AMQP URL: {exc}") from None
+    if ssl_context is not None:
+        if not isinstance(ssl_context, ssl.SSLContext):
+            raise TypeError(f"ssl_context must be an ssl.SSLContext, not {type(ssl_context).__name__}")
+        if scheme != "amqps":
+            raise ValueError("ssl_context is given but host is an amqp:// URL; use amqps:// for TLS")
+    return host
+
+
+def _check_exchange(name: object) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"groups_exchange must be a str, not {type(name).__name__}")
+    if not _EXCHANGE_NAME.match(name) or name.startswith("amq."):
+        raise ValueError(
+            f"groups_exchange {name!r} is not a usable exchange name "
+            "(1-255 letters, digits, '-', '_', '.', ':'; not starting with 'amq.')"
+        )
+    return name
+
+
+def _positive_int(option: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{option} must be an int, not {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{option} must be at least 1, not {value}")
+    return value
+
+
+def _positive_seconds(option: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{option} must be a number of seconds, not {type(value).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{option} must be a positive number of seconds, not {value}")
+    return float(value)

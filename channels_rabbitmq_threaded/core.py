@@ -1,0 +1,191 @@
+"""`RabbitmqChannelLayer`: the Channels API, as a thin facade over the I/O thread.
+
+Theory of operation: each method validates its arguments on the caller's thread (bad input raises `TypeError` or
+`ValueError` at once and changes nothing), builds a request, hands it to the layer's `IOThread` and awaits the
+answer on the caller's own event loop, whichever loop that is. Nothing here keeps loop-bound state, so the same
+layer serves the ASGI server's loop and every short-lived loop that `async_to_sync` makes. Nothing here touches
+pika or blocks a loop: the only lock guards the one-time start of the I/O thread.
+
+Names: `new_channel()` returns `<prefix>.<queue>!<id>`, where `<queue>` is this layer's exclusive RabbitMQ queue.
+A direct `send()` to any `...<queue>!...` name publishes to that queue through the default exchange; groups are
+bindings of the queue on the groups exchange, one per group with a local member.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import secrets
+import threading
+import weakref
+from typing import Any, ClassVar
+
+from channels.exceptions import ChannelFull
+from channels.layers import BaseChannelLayer
+
+from .bridge import LoopReply, Waiter
+from .config import Settings
+from .envelope import Recipient, encode
+from .errors import LayerClosed, RabbitmqLayerError
+from .io_thread import IOThread
+from .requests import AwaitReady, Forget, GroupAdd, GroupDiscard, Publish, PutBack, Request, Stop, Take
+
+logger = logging.getLogger(__name__)
+
+_live_threads: weakref.WeakSet[IOThread] = weakref.WeakSet()
+EXIT_TIMEOUT = 2.0  # seconds each I/O thread gets to close its connection when the interpreter exits
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    for io_thread in list(_live_threads):
+        io_thread.stop_and_join(EXIT_TIMEOUT)
+
+
+class RabbitmqChannelLayer(BaseChannelLayer):
+    """A Channels layer on RabbitMQ whose connection lives in its own thread, so it works from any event loop.
+
+    Options (all keyword): ``host``, ``expiry``, ``local_capacity``, ``local_expiry``, ``remote_capacity``,
+    ``prefetch_count``, ``ssl_context``, ``groups_exchange``, ``group_expiry``. See ``docs/configuration.md``.
+    """
+
+    extensions: ClassVar[list[str]] = ["groups"]
+
+    def __init__(self, **options: Any) -> None:
+        self.settings = Settings.from_options(**options)
+        super().__init__(expiry=self.settings.expiry)
+        self.group_expiry = self.settings.group_expiry
+        self.queue_name = "channels_" + secrets.token_hex(6)
+        self._io_thread: IOThread | None = None
+        self._start_lock = threading.Lock()
+        self._closed = False
+
+    # -- the Channels API -----------------------------------------------------------------------------------------
+
+    async def new_channel(self, prefix: str = "specific") -> str:
+        """A new process-specific channel of this layer, `<prefix>.<queue>!<id>`, ready to receive."""
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str, not {type(prefix).__name__}")
+        name = f"{prefix}.{self.queue_name}!{secrets.token_hex(8)}"
+        self.require_valid_channel_name(name)
+        await self._ask(AwaitReady(reply=None))
+        return name
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        """Send `message` to `channel`; raises ChannelFull when the receiving process's queue is full."""
+        self.require_valid_channel_name(channel)
+        body = encode(message, Recipient(is_group=False, name=channel))
+        acked = await self._ask(
+            Publish(reply=None, exchange="", routing_key=_queue_of(channel), body=body, mandatory=True)
+        )
+        if not acked:
+            raise ChannelFull(channel)
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        """The next message for one of this layer's channels, on whichever event loop calls it.
+
+        Cancellation-safe: a message that reached a cancelled receive() goes back to the head of its channel.
+        """
+        self.require_valid_channel_name(channel)
+        self._require_local(channel)
+        io_thread = self._io()
+        waiter = Waiter(asyncio.get_running_loop(), channel, self._refused)
+        io_thread.submit(Take(waiter))
+        try:
+            return await waiter.future
+        except asyncio.CancelledError:
+            future = waiter.future
+            if future.done() and not future.cancelled() and future.exception() is None:
+                # The message arrived, but this task was cancelled before it resumed: give the message back.
+                self._refused(channel, future.result(), waiter.expires_at)
+            else:
+                io_thread.submit(Forget(waiter))
+            raise
+
+    async def group_add(self, group: str, channel: str) -> None:
+        """Add one of this layer's channels to `group`; returns once the group's binding is in effect."""
+        self.require_valid_group_name(group)
+        self.require_valid_channel_name(channel)
+        self._require_local(channel)
+        await self._ask(GroupAdd(reply=None, group=group, channel=channel))
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        """Remove `channel` from `group` (nothing happens if it is not a member)."""
+        self.require_valid_group_name(group)
+        self.require_valid_channel_name(channel)
+        self._require_local(channel)
+        await self._ask(GroupDiscard(reply=None, group=group, channel=channel))
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        """Send `message` to every member of `group`, in every process. Never raises ChannelFull."""
+        self.require_valid_group_name(group)
+        body = encode(message, Recipient(is_group=True, name=group))
+        acked = await self._ask(
+            Publish(reply=None, exchange=self.settings.groups_exchange, routing_key=group, body=body)
+        )
+        if not acked:
+            logger.warning(
+                "group_send to %r: a member process's queue is full (remote_capacity); its copy was dropped", group
+            )
+
+    async def close(self) -> None:
+        """Close the connection and stop the I/O thread. Pending receive() calls get StopConsumer. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        io_thread = self._io_thread
+        if io_thread is not None and io_thread.is_alive():
+            reply = LoopReply(asyncio.get_running_loop())
+            io_thread.submit(Stop(reply=reply))
+            await reply.future
+
+    # -- plumbing -------------------------------------------------------------------------------------------------
+
+    def _io(self) -> IOThread:
+        """The running I/O thread, started on first use."""
+        if self._closed:
+            raise LayerClosed("the channel layer is closed")
+        io_thread = self._io_thread
+        if io_thread is None:
+            with self._start_lock:  # held only while a thread object is made and started, once per layer
+                if self._io_thread is None:
+                    self._io_thread = IOThread(self.settings, self.queue_name)
+                    self._io_thread.start()
+                    _live_threads.add(self._io_thread)
+                io_thread = self._io_thread
+        elif not io_thread.is_alive():
+            raise RabbitmqLayerError("the channel layer's I/O thread has stopped; see the log for why")
+        return io_thread
+
+    async def _ask(self, request: Request) -> Any:
+        """Submit a request that has a reply, and await the reply on this loop."""
+        io_thread = self._io()
+        reply = LoopReply(asyncio.get_running_loop())
+        request.reply = reply  # type: ignore[attr-defined]
+        io_thread.submit(request)
+        return await reply.future
+
+    def _refused(self, channel: str, message: dict[str, Any], expires_at: float) -> None:
+        """A message handed to a receive() that did not take it (any thread): back to its channel."""
+        io_thread = self._io_thread
+        if io_thread is not None:
+            io_thread.submit(PutBack(channel, message, expires_at))
+
+    def _require_local(self, channel: str) -> None:
+        if _queue_of(channel) != self.queue_name:
+            raise ValueError(
+                f"channel {channel!r} does not belong to this process's layer "
+                "(only names from this layer's new_channel() can be received on or added to groups here)"
+            )
+
+
+def _queue_of(channel: str) -> str:
+    """The RabbitMQ queue a channel name routes to: the part between the last '.' and the '!'."""
+    local, bang, _ = channel.partition("!")
+    if not bang:
+        raise ValueError(
+            f"channel {channel!r} is a normal channel (no '!'); this layer supports only process-specific "
+            "channels from new_channel() for now"
+        )
+    return local.rpartition(".")[2]

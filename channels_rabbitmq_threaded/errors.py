@@ -1,0 +1,36 @@
+"""The package's exceptions.
+
+Theory of operation: every error this package raises on its own account derives from `RabbitmqLayerError`, so a
+caller can catch "anything the layer says went wrong" in one clause. Channels' own exceptions (`ChannelFull`,
+`StopConsumer`) are used where the Channels specification names them. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from channels.exceptions import StopConsumer
+
+
+class RabbitmqLayerError(Exception):
+    """Base class of the errors raised by `channels_rabbitmq_threaded`."""
+
+
+class BrokerUnavailable(RabbitmqLayerError):
+    """The layer could not reach RabbitMQ (or lost it) while this call needed it.
+
+    The message carries the broker's or the socket's reason. The layer keeps reconnecting in the background, so a
+    later call may succeed.
+    """
+
+
+class ConfirmLost(BrokerUnavailable):
+    """The connection died after a message was published and before RabbitMQ confirmed it.
+
+    The message may or may not have been delivered (the layer is at-most-once: it never re-sends it).
+    """
+
+
+class LayerClosed(RabbitmqLayerError, StopConsumer):
+    """The layer was closed with `close()`; it accepts no more calls.
+
+    It is also a `StopConsumer`, so a Channels consumer that meets it stops cleanly.
+    """

@@ -1,0 +1,103 @@
+"""What callers ask of the I/O thread: one small value per request.
+
+Theory of operation: a caller builds a request, hands it to `IOThread.submit` and awaits its `LoopReply` (if it
+has one). The I/O thread runs it (`io_thread.IOThread._handlers` maps each type to its handler) or, when it can't,
+calls `fail(exc)`: every request is answered exactly once, whatever happens to the connection or the thread.
+`needs_broker` requests wait (parked in the I/O thread) while the connection is being (re)established and fail if
+that attempt fails; the others only touch in-memory routing state and run at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from .bridge import LoopReply, Waiter
+
+
+@dataclass(slots=True)
+class Request:
+    needs_broker: ClassVar[bool] = False
+
+    def fail(self, exc: BaseException) -> None:
+        """Answer the caller with `exc` (requests without a caller have nothing to answer)."""
+
+
+@dataclass(slots=True)
+class _Answered(Request):
+    reply: LoopReply | None
+
+    def fail(self, exc: BaseException) -> None:
+        if self.reply is not None:
+            self.reply.fail(exc)
+
+    def resolve(self, value: Any = None) -> None:
+        if self.reply is not None:
+            self.reply.resolve(value)
+
+
+@dataclass(slots=True)
+class Publish(_Answered):
+    """Publish `body` with a publisher confirm; answered True (ack) or False (nack: a queue was full)."""
+
+    needs_broker: ClassVar[bool] = True
+    exchange: str = ""
+    routing_key: str = ""
+    body: bytes = b""
+    mandatory: bool = False
+
+
+@dataclass(slots=True)
+class GroupAdd(_Answered):
+    """Add a local channel to a group; answered once the group's binding is in effect at the broker."""
+
+    needs_broker: ClassVar[bool] = True
+    group: str = ""
+    channel: str = ""
+
+
+@dataclass(slots=True)
+class GroupDiscard(_Answered):
+    """Remove a local channel from a group (unbinding the group when it was the last local member)."""
+
+    needs_broker: ClassVar[bool] = True
+    group: str = ""
+    channel: str = ""
+
+
+@dataclass(slots=True)
+class AwaitReady(_Answered):
+    """Answered once the queue is declared and consumed (at once when it already is)."""
+
+    needs_broker: ClassVar[bool] = True
+
+
+@dataclass(slots=True)
+class Stop(_Answered):
+    """Close the connection and end the I/O thread; answered when the thread is done."""
+
+
+@dataclass(slots=True)
+class Take(Request):
+    """A receive() call: hand `waiter` the next message of its channel."""
+
+    waiter: Waiter
+
+    def fail(self, exc: BaseException) -> None:
+        self.waiter.fail(exc)
+
+
+@dataclass(slots=True)
+class Forget(Request):
+    """A receive() call was cancelled: stop waiting, or put back the message it was handed."""
+
+    waiter: Waiter
+
+
+@dataclass(slots=True)
+class PutBack(Request):
+    """A message handed to a receive() that did not take it: back to the head of its channel."""
+
+    channel: str
+    message: dict[str, Any]
+    expires_at: float

@@ -1,0 +1,364 @@
+"""The process's routing state, with no I/O: channel buffers, waiting receivers, group membership, capacity, expiry.
+
+Theory of operation
+-------------------
+RabbitMQ delivers each message once to this process's exclusive queue. From there, `Inbox` decides everything that
+happens to it inside the process, and says what must be done about it in an `Effects` value that the caller (the
+I/O thread) carries out:
+
+* a delivery addressed to a channel, or to a group (fanned out to the group's local members), goes straight to a
+  waiting receiver if there is one (a `Handoff`), else into that channel's `ChannelBuffer`;
+* a delivery is acknowledged (its token listed in `Effects.acks`) as soon as it is routed: from then on it lives in
+  memory only (at-most-once);
+* `capacity` (the `local_capacity` option) bounds the deliveries held in memory for the whole process, counting a
+  group delivery once however many local members hold it. When the process is at capacity:
+    - if some receiver is waiting anywhere in the process (the process is alive and reading), the oldest message of
+      the channel with the largest backlog is dropped to make room (`Drop(reason="capacity")`), so that a channel
+      nobody reads never stalls the others;
+    - if nobody is waiting, the delivery is *held*: neither routed nor acknowledged. RabbitMQ stops sending once
+      `prefetch_count` deliveries are unacknowledged, the backlog grows on the broker up to its length limit, and
+      senders get `ChannelFull`. Held deliveries are routed and acknowledged, in order, as soon as room is made or
+      a receiver starts waiting;
+* a message that waits longer than `expiry` (the `local_expiry` option) is dropped (`Drop(reason="expired")`), and
+  its channel is removed from all its groups (the Channels spec's persistence rule): a group left with no local
+  member is listed in `Effects.unbind`;
+* a receiver whose message could not be given to it (its loop closed, or it was cancelled) puts it back at the
+  head of its channel with `put_back`.
+
+Rules: nothing here knows pika, asyncio or threads. Waiters and delivery tokens are opaque values chosen by the
+caller. Time is passed in (`now`, in seconds of any monotonic clock). The owner of an `Inbox` must call it from one
+thread only; in this package that is the I/O thread.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from .envelope import Recipient
+
+W = TypeVar("W")  # a waiter: whatever hands one message to one receive() call
+T = TypeVar("T")  # a token: whatever acknowledges one delivery at the broker
+
+Message = dict[str, Any]
+
+
+@dataclass(eq=False, slots=True)
+class _Buffered:
+    """One delivery held in memory, shared by the local channels that still hold it."""
+
+    message: Message
+    expires_at: float
+    holders: list[str]
+    shared: bool  # more than one local recipient: each gets its own shallow copy
+
+
+@dataclass(eq=False, slots=True)
+class ChannelBuffer(Generic[W]):
+    """A local channel: its undelivered messages (oldest first) and its waiting receivers (first come first)."""
+
+    messages: deque[_Buffered] = field(default_factory=deque)
+    waiters: deque[W] = field(default_factory=deque)
+
+
+@dataclass(frozen=True, slots=True)
+class Handoff(Generic[W]):
+    """Give `message` to `waiter`; if that fails, `put_back(channel, message, expires_at)`."""
+
+    waiter: W
+    channel: str
+    message: Message
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """A message this process accepted and will not deliver, and why: for the log."""
+
+    channel: str
+    reason: str  # "capacity", "expired" or "no local member"
+
+
+@dataclass(slots=True)
+class Effects(Generic[W, T]):
+    """What the owner must do after an `Inbox` call: hand off, acknowledge, log, unbind."""
+
+    handoffs: list[Handoff[W]] = field(default_factory=list)
+    acks: list[T] = field(default_factory=list)
+    drops: list[Drop] = field(default_factory=list)
+    unbind: list[str] = field(default_factory=list)
+    paused: bool = False  # this call started holding deliveries (capacity reached, nobody waiting)
+
+
+class GroupMembership:
+    """Which local channels are in which group, and since when."""
+
+    def __init__(self) -> None:
+        self._members: dict[str, dict[str, float]] = {}  # group -> {channel: time added}
+        self._groups_of: dict[str, set[str]] = {}  # channel -> groups
+
+    def add(self, group: str, channel: str, now: float) -> bool:
+        """Add (or refresh) a membership. True when `group` had no local member before: bind it."""
+        members = self._members.get(group)
+        first = members is None
+        if members is None:
+            members = self._members[group] = {}
+        members[channel] = now
+        self._groups_of.setdefault(channel, set()).add(group)
+        return first
+
+    def discard(self, group: str, channel: str) -> bool:
+        """Remove a membership if present. True when that left `group` with no local member: unbind it."""
+        members = self._members.get(group)
+        if members is None or members.pop(channel, None) is None:
+            return False
+        groups = self._groups_of[channel]
+        groups.discard(group)
+        if not groups:
+            del self._groups_of[channel]
+        if members:
+            return False
+        del self._members[group]
+        return True
+
+    def remove_channel(self, channel: str) -> list[str]:
+        """Remove `channel` from all its groups; returns the groups left with no local member."""
+        emptied = []
+        for group in sorted(self._groups_of.get(channel, ())):
+            if self.discard(group, channel):
+                emptied.append(group)
+        return emptied
+
+    def members(self, group: str) -> list[str]:
+        return list(self._members.get(group, ()))
+
+    def groups(self) -> list[str]:
+        """The groups with at least one local member: the bindings this process needs."""
+        return list(self._members)
+
+    def is_member(self, group: str, channel: str) -> bool:
+        return channel in self._members.get(group, ())
+
+
+class Inbox(Generic[W, T]):
+    """Everything the process holds for its local channels. See the module's theory of operation."""
+
+    def __init__(self, capacity: int, expiry: float) -> None:
+        self.capacity = capacity
+        self.expiry = expiry
+        self.membership = GroupMembership()
+        self._buffers: dict[str, ChannelBuffer[W]] = {}
+        self._held: deque[tuple[T, Recipient, Message]] = deque()
+        self._expiries: list[tuple[float, int, _Buffered]] = []  # heap; entries with no holder are stale
+        self._sequence = itertools.count()
+        self._in_memory = 0  # deliveries held by at least one channel
+        self._waiting = 0  # waiters over all channels
+
+    # -- the delivery side -------------------------------------------------------------------------------------
+
+    def offer(self, token: T, recipient: Recipient, message: Message, now: float) -> Effects[W, T]:
+        """A delivery arrived from the broker: route and acknowledge it, or hold it (capacity reached)."""
+        effects: Effects[W, T] = Effects()
+        self._expire(now, effects)
+        if self._held or not self._has_room():
+            effects.paused = not self._held
+            self._held.append((token, recipient, message))
+            return effects
+        self._route(recipient, message, now, effects)
+        effects.acks.append(token)
+        return effects
+
+    def discard_held(self) -> int:
+        """The connection that delivered the held messages is gone (and its queue with them): forget them."""
+        count = len(self._held)
+        self._held.clear()
+        return count
+
+    # -- the receiver side -------------------------------------------------------------------------------------
+
+    def take(self, channel: str, waiter: W, now: float) -> Effects[W, T]:
+        """A receive() call: hand it the head of `channel`, or let it wait for the next message."""
+        effects: Effects[W, T] = Effects()
+        self._expire(now, effects)
+        buffer = self._buffers.get(channel)
+        if buffer is None:
+            buffer = self._buffers[channel] = ChannelBuffer()
+        if buffer.messages:
+            effects.handoffs.append(self._pop_head(channel, buffer, waiter))
+            self._forget_if_empty(channel, buffer)
+        else:
+            buffer.waiters.append(waiter)
+            self._waiting += 1
+        self._release_held(now, effects)
+        return effects
+
+    def forget(self, channel: str, waiter: W) -> bool:
+        """A waiting receive() went away. False when it was no longer waiting (it was handed a message)."""
+        buffer = self._buffers.get(channel)
+        if buffer is None:
+            return False
+        try:
+            buffer.waiters.remove(waiter)
+        except ValueError:
+            return False
+        self._waiting -= 1
+        self._forget_if_empty(channel, buffer)
+        return True
+
+    def put_back(self, channel: str, message: Message, expires_at: float, now: float) -> Effects[W, T]:
+        """A handed-off message was not taken: give it to the next waiter, or back to the head of its channel."""
+        effects: Effects[W, T] = Effects()
+        buffer = self._buffers.get(channel)
+        if buffer is None:
+            buffer = self._buffers[channel] = ChannelBuffer()
+        if buffer.waiters:
+            self._waiting -= 1
+            effects.handoffs.append(Handoff(buffer.waiters.popleft(), channel, message, expires_at))
+        else:
+            buffered = _Buffered(message, expires_at, [channel], shared=False)
+            buffer.messages.appendleft(buffered)
+            self._remember(buffered)
+        self._expire(now, effects)
+        return effects
+
+    # -- time --------------------------------------------------------------------------------------------------
+
+    def expire(self, now: float) -> Effects[W, T]:
+        """Drop every message older than `expiry`; then route held deliveries into the room made."""
+        effects: Effects[W, T] = Effects()
+        self._expire(now, effects)
+        self._release_held(now, effects)
+        return effects
+
+    def next_expiry(self) -> float | None:
+        """When the oldest message in memory expires (None: nothing in memory). Call `expire` then."""
+        while self._expiries and not self._expiries[0][2].holders:
+            heapq.heappop(self._expiries)
+        return self._expiries[0][0] if self._expiries else None
+
+    # -- groups ------------------------------------------------------------------------------------------------
+
+    def add_member(self, group: str, channel: str, now: float) -> bool:
+        return self.membership.add(group, channel, now)
+
+    def discard_member(self, group: str, channel: str) -> bool:
+        return self.membership.discard(group, channel)
+
+    # -- the whole -----------------------------------------------------------------------------------------------
+
+    @property
+    def in_memory(self) -> int:
+        """Deliveries held in memory (a group delivery counts once)."""
+        return self._in_memory
+
+    @property
+    def held(self) -> int:
+        """Deliveries received but neither routed nor acknowledged (capacity reached, nobody waiting)."""
+        return len(self._held)
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
+    def backlog(self, channel: str) -> int:
+        buffer = self._buffers.get(channel)
+        return len(buffer.messages) if buffer else 0
+
+    def biggest_backlogs(self, count: int = 3) -> list[tuple[str, int]]:
+        sizes = ((name, len(buffer.messages)) for name, buffer in self._buffers.items() if buffer.messages)
+        return sorted(sizes, key=lambda item: -item[1])[:count]
+
+    def channel_count(self) -> int:
+        return len(self._buffers)
+
+    def close(self) -> tuple[list[W], int]:
+        """Empty everything. Returns the waiters still waiting and how many messages are dropped."""
+        waiters = [waiter for buffer in self._buffers.values() for waiter in buffer.waiters]
+        dropped = self._in_memory + len(self._held)
+        self._buffers.clear()
+        self._held.clear()
+        self._expiries.clear()
+        self._in_memory = self._waiting = 0
+        return waiters, dropped
+
+    # -- internals ---------------------------------------------------------------------------------------------
+
+    def _has_room(self) -> bool:
+        return self._in_memory < self.capacity or self._waiting > 0
+
+    def _route(self, recipient: Recipient, message: Message, now: float, effects: Effects[W, T]) -> None:
+        if recipient.is_group:
+            channels = self.membership.members(recipient.name)
+            if not channels:
+                effects.drops.append(Drop(recipient.name, "no local member"))
+                return
+        else:
+            channels = [recipient.name]
+        shared = len(channels) > 1
+        expires_at = now + self.expiry
+        buffered = _Buffered(message, expires_at, [], shared)
+        for channel in channels:
+            buffer = self._buffers.get(channel)
+            if buffer is None:
+                buffer = self._buffers[channel] = ChannelBuffer()
+            if buffer.waiters:
+                self._waiting -= 1
+                copy = dict(message) if shared else message
+                effects.handoffs.append(Handoff(buffer.waiters.popleft(), channel, copy, expires_at))
+            else:
+                buffered.holders.append(channel)
+                buffer.messages.append(buffered)
+        if buffered.holders:
+            self._remember(buffered)
+            self._shed(effects)
+
+    def _remember(self, buffered: _Buffered) -> None:
+        self._in_memory += 1
+        heapq.heappush(self._expiries, (buffered.expires_at, next(self._sequence), buffered))
+
+    def _shed(self, effects: Effects[W, T]) -> None:
+        """Over capacity (only possible while someone waits): drop the oldest of the biggest backlog."""
+        while self._in_memory > self.capacity:
+            channel, buffer = max(self._buffers.items(), key=lambda item: len(item[1].messages))
+            buffered = buffer.messages.popleft()
+            self._release_holder(buffered, channel)
+            effects.drops.append(Drop(channel, "capacity"))
+            self._forget_if_empty(channel, buffer)
+
+    def _pop_head(self, channel: str, buffer: ChannelBuffer[W], waiter: W) -> Handoff[W]:
+        buffered = buffer.messages.popleft()
+        self._release_holder(buffered, channel)
+        message = dict(buffered.message) if buffered.shared else buffered.message
+        return Handoff(waiter, channel, message, buffered.expires_at)
+
+    def _release_holder(self, buffered: _Buffered, channel: str) -> None:
+        buffered.holders.remove(channel)
+        if not buffered.holders:
+            self._in_memory -= 1
+
+    def _release_held(self, now: float, effects: Effects[W, T]) -> None:
+        while self._held and self._has_room():
+            token, recipient, message = self._held.popleft()
+            self._route(recipient, message, now, effects)
+            effects.acks.append(token)
+
+    def _expire(self, now: float, effects: Effects[W, T]) -> None:
+        expiries = self._expiries
+        while expiries and expiries[0][0] <= now:
+            buffered = heapq.heappop(expiries)[2]
+            for channel in buffered.holders:
+                buffer = self._buffers[channel]
+                buffer.messages.remove(buffered)
+                effects.drops.append(Drop(channel, "expired"))
+                effects.unbind.extend(self.membership.remove_channel(channel))
+                self._forget_if_empty(channel, buffer)
+            if buffered.holders:
+                buffered.holders.clear()
+                self._in_memory -= 1
+
+    def _forget_if_empty(self, channel: str, buffer: ChannelBuffer[W]) -> None:
+        if not buffer.messages and not buffer.waiters:
+            del self._buffers[channel]

@@ -1,0 +1,38 @@
+from pathlib import Path
+
+from setuptools import setup
+
+version = next(
+    line.split('"')[1]
+    for line in Path("channels_rabbitmq_threaded/__init__.py").read_text().splitlines()
+    if line.startswith("__version__")
+)
+
+setup(
+    name="channels_rabbitmq_threaded",
+    version=version,
+    description="A Django Channels layer on RabbitMQ whose connection lives in its own thread: works from any loop",
+    long_description=Path("README.md").read_text(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    packages=["channels_rabbitmq_threaded"],
+    python_requires=">=3.10",
+    install_requires=[
+        "pika>=1.4,<2",
+        "channels>=4.2.2,<5",
+        "asgiref>=3.9,<4",
+        "msgpack>=1.0,<2",
+    ],
+    extras_require={
+        "tests": ["pytest>=8", "pytest-asyncio>=0.24", "pytest-timeout>=2.3", "ruff>=0.6"],
+        "bench": ["janus>=2,<3"],
+    },
+    classifiers=[
+        "Framework :: Django",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
+    ],
+)

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from channels_rabbitmq_threaded import RabbitmqChannelLayer
+
+from .private_node import PrivateNode, free_port
+
+HOST = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def make_layer() -> Iterator:
+    """Build layers against the machine's broker; every one is closed after the test (from a fresh loop)."""
+    layers: list[RabbitmqChannelLayer] = []
+
+    def make(**options: object) -> RabbitmqChannelLayer:
+        options.setdefault("host", HOST)
+        layer = RabbitmqChannelLayer(**options)
+        layers.append(layer)
+        return layer
+
+    yield make
+    for layer in layers:
+        asyncio.run(layer.close())
+
+
+@pytest.fixture
+def layer(make_layer) -> RabbitmqChannelLayer:
+    return make_layer()
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("certs")
+    subprocess.run(["bash", str(ROOT / "ssl" / "prepare-certs.sh"), str(directory)], check=True, capture_output=True)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tls_node(tmp_path_factory: pytest.TempPathFactory, certificates: Path) -> Iterator[int]:
+    """A private RabbitMQ node with only a TLS listener that requires a client certificate; yields its port."""
+    port = free_port()
+    node = PrivateNode(
+        tmp_path_factory.mktemp("tls-node"),
+        f"crt_tls_{os.getpid()}",
+        f"""listeners.tcp = none
+listeners.ssl.default = {port}
+ssl_options.cacertfile = {certificates / "ca.cert"}
+ssl_options.certfile = {certificates / "server.cert"}
+ssl_options.keyfile = {certificates / "server.key"}
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = true
+loopback_users = none
+""",
+    )
+    node.start()
+    try:
+        node.wait_for_port(port)
+        yield port
+    finally:
+        node.stop()
+
+
+@pytest.fixture
+def client_ssl_context(certificates: Path) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(certificates / "ca.cert"))
+    context.load_cert_chain(str(certificates / "client.certchain"), str(certificates / "client.key"))
+    return context

@@ -1,0 +1,103 @@
+"""A private RabbitMQ node for tests that need a broker of their own (TLS, faults).
+
+It runs the real scripts from /usr/lib/rabbitmq/bin as the current user, with its own node name, ports, data, logs,
+config file, plugins file and HOME (for its Erlang cookie), so the machine's broker on 5672 is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PrivateNode:
+    def __init__(self, base: Path, name: str, config: str) -> None:
+        self.base = base
+        self.nodename = f"{name}@localhost"
+        base.mkdir(parents=True, exist_ok=True)
+        (base / "home").mkdir(exist_ok=True)
+        cookie = base / "home" / ".erlang.cookie"
+        cookie.write_text(secrets.token_hex(16))
+        cookie.chmod(0o400)
+        (base / "rabbitmq.conf").write_text(config)
+        (base / "enabled_plugins").write_text("[].\n")
+        self.env = {
+            **os.environ,
+            "HOME": str(base / "home"),
+            "RABBITMQ_NODENAME": self.nodename,
+            "RABBITMQ_NODE_PORT": str(free_port()),
+            "RABBITMQ_DIST_PORT": str(free_port()),
+            "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq"),
+            "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(base / "log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(base / "node.pid"),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 90) -> None:
+        log = open(self.base / "server.out", "ab")  # noqa: SIM115 - kept open for the node's life
+        self.process = subprocess.Popen(
+            [str(RABBITMQ_BIN / "rabbitmq-server")], env=self.env, cwd=self.base, stdout=log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + timeout
+        while True:  # await_startup fails at once until the node has registered with epmd
+            try:
+                self.ctl("await_startup", timeout=timeout)
+                return
+            except RuntimeError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.process.kill()
+                    raise RuntimeError(
+                        f"private node {self.nodename} did not start; see {self.base / 'server.out'}"
+                    ) from None
+                time.sleep(0.5)
+
+    def ctl(self, *args: str, timeout: float = 60) -> str:
+        result = subprocess.run(
+            [str(RABBITMQ_BIN / "rabbitmqctl"), "-n", self.nodename, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {result.stdout}{result.stderr}")
+        return result.stdout
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        try:
+            self.ctl("stop", timeout=60)
+        except Exception:
+            self.process.kill()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.process = None
+        # the node leaves its epmd registration behind only while it runs; remove its files
+        shutil.rmtree(self.base / "mnesia", ignore_errors=True)
+
+    def wait_for_port(self, port: int, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            time.sleep(0.1)
+        raise TimeoutError(f"nothing listens on port {port}")

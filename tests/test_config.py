@@ -1,0 +1,76 @@
+"""Options are checked at construction: clear TypeError/ValueError, no I/O, no loop needed."""
+
+from __future__ import annotations
+
+import ssl
+
+import pytest
+
+from channels_rabbitmq_threaded import RabbitmqChannelLayer
+from channels_rabbitmq_threaded.config import DEFAULT_HOST, Settings, redact_url
+
+
+def test_defaults() -> None:
+    settings = Settings.from_options()
+    assert settings.host == DEFAULT_HOST
+    assert (settings.expiry, settings.local_expiry) == (60, 60)
+    assert (settings.local_capacity, settings.remote_capacity, settings.prefetch_count) == (100, 100, 10)
+    assert settings.groups_exchange == "groups" and settings.group_expiry == 86400
+
+
+def test_local_expiry_defaults_to_expiry() -> None:
+    assert Settings.from_options(expiry=5).local_expiry == 5
+    assert Settings.from_options(expiry=5, local_expiry=2).local_expiry == 2
+
+
+def test_unknown_options_are_named() -> None:
+    with pytest.raises(TypeError, match=r"'hosts'.*the options are: host"):
+        RabbitmqChannelLayer(hosts=["redis://x"])
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "text"),
+    [
+        ({"host": 5672}, TypeError, "host must be an AMQP URL"),
+        ({"host": "redis://localhost"}, ValueError, "amqp:// or amqps://"),
+        ({"host": "amqp://localhost:notaport/"}, ValueError, "not a valid AMQP URL"),
+        ({"host": "amqp://h/?bogus=1"}, ValueError, "not a valid AMQP URL"),
+        ({"ssl_context": ssl.create_default_context()}, ValueError, "use amqps://"),
+        ({"host": "amqps://h/", "ssl_context": "yes"}, TypeError, "ssl_context must be an ssl.SSLContext"),
+        ({"expiry": "60"}, TypeError, "expiry must be a number"),
+        ({"expiry": 0}, ValueError, "expiry must be a positive"),
+        ({"local_expiry": float("nan")}, ValueError, "local_expiry must be a positive"),
+        ({"local_capacity": 1.5}, TypeError, "local_capacity must be an int"),
+        ({"remote_capacity": 0}, ValueError, "remote_capacity must be at least 1"),
+        ({"prefetch_count": True}, TypeError, "prefetch_count must be an int"),
+        ({"groups_exchange": ""}, ValueError, "not a usable exchange name"),
+        ({"groups_exchange": "amq.direct"}, ValueError, "not a usable exchange name"),
+        ({"group_expiry": -1}, ValueError, "group_expiry must be at least 1"),
+    ],
+)
+def test_bad_options(options: dict, error: type[Exception], text: str) -> None:
+    with pytest.raises(error, match=text):
+        RabbitmqChannelLayer(**options)
+
+
+def test_passwords_are_redacted() -> None:
+    assert redact_url("amqp://user:secret@host:5672/v") == "amqp://user:***@host:5672/v"
+    assert redact_url("amqp://host/") == "amqp://host/"
+    with pytest.raises(ValueError) as info:
+        RabbitmqChannelLayer(host="amqp://user:secret@host/?bogus=1")
+    assert "secret" not in str(info.value)
+
+
+def test_construction_needs_no_loop_and_opens_nothing() -> None:
+    layer = RabbitmqChannelLayer(host="amqp://guest:guest@127.0.0.1:1/%2F", group_expiry=3600)
+    assert layer._io_thread is None
+    assert layer.group_expiry == 3600
+    assert layer.extensions == ["groups"]
+
+
+def test_tls_parameters_use_the_given_context() -> None:
+    context = ssl.create_default_context()
+    params = Settings.from_options(host="amqps://u:p@localhost/v", ssl_context=context).connection_parameters("n")
+    assert params.ssl_options.context is context
+    assert params.port == 5671 and params.virtual_host == "v"
+    assert params.client_properties["connection_name"] == "n"

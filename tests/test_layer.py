@@ -1,0 +1,351 @@
+"""The Channels API against the machine's RabbitMQ: round trips, names, groups, capacity, expiry, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import pytest
+from channels.exceptions import ChannelFull, StopConsumer
+
+from channels_rabbitmq_threaded import LayerClosed, RabbitmqChannelLayer
+
+
+async def test_round_trip(layer) -> None:
+    channel = await layer.new_channel()
+    await layer.send(channel, {"type": "test.message", "text": "Ahoy-hoy!"})
+    assert await layer.receive(channel) == {"type": "test.message", "text": "Ahoy-hoy!"}
+
+
+async def test_new_channel_names(layer) -> None:
+    first = await layer.new_channel()
+    second = await layer.new_channel("my.prefix")
+    assert first.startswith(f"specific.{layer.queue_name}!")
+    assert second.startswith(f"my.prefix.{layer.queue_name}!")
+    assert first != second
+    with pytest.raises(TypeError):
+        await layer.new_channel("bad prefix!")
+
+
+async def test_fifo(layer) -> None:
+    channel = await layer.new_channel()
+    for n in range(3):
+        await layer.send(channel, {"type": "n", "n": n})
+    assert [(await layer.receive(channel))["n"] for _ in range(3)] == [0, 1, 2]
+
+
+async def test_msgpack_types_survive(layer) -> None:
+    channel = await layer.new_channel()
+    message = {"type": "t", "b": b"\x00\xff", "s": "é", "i": -(2**63), "f": 1.5, "l": [1, [2]], "d": {"k": None}}
+    await layer.send(channel, message)
+    assert await layer.receive(channel) == message
+
+
+async def test_two_layers_exchange_messages(make_layer) -> None:
+    one, two = make_layer(), make_layer()
+    a, b = await one.new_channel(), await two.new_channel()
+    await one.send(b, {"type": "to-b"})
+    await two.send(a, {"type": "to-a"})
+    assert await two.receive(b) == {"type": "to-b"}
+    assert await one.receive(a) == {"type": "to-a"}
+
+
+@pytest.mark.parametrize("name", ["¯\\_(ツ)_/¯", "chat" * 100, "", 5])
+async def test_bad_names_raise_type_error(layer, name) -> None:
+    with pytest.raises(TypeError):
+        await layer.send(name, {"type": "x"})
+    with pytest.raises(TypeError):
+        await layer.group_send(name, {"type": "x"})
+
+
+async def test_bad_input_is_refused_and_the_layer_keeps_working(layer) -> None:
+    channel = await layer.new_channel()
+    with pytest.raises(TypeError, match="must be a dict"):
+        await layer.send(channel, ["not", "a", "dict"])
+    with pytest.raises(TypeError, match="msgpack types"):
+        await layer.send(channel, {"type": "x", "obj": object()})
+    with pytest.raises(TypeError, match="msgpack types"):
+        await layer.send(channel, {"type": "x", "big": 2**70})
+    with pytest.raises(ValueError, match="reserved key"):
+        await layer.send(channel, {"__asgi_channel__": "elsewhere"})
+    with pytest.raises(ValueError, match="normal channel"):
+        await layer.send("jobs", {"type": "x"})
+    with pytest.raises(ValueError, match="does not belong to this process"):
+        await layer.receive("specific.somebodyelse!abc")
+    with pytest.raises(ValueError, match="does not belong to this process"):
+        await layer.group_add("g", "specific.somebodyelse!abc")
+    await layer.send(channel, {"type": "still.works"})
+    assert await layer.receive(channel) == {"type": "still.works"}
+
+
+async def test_send_to_a_gone_process_is_logged(layer, caplog) -> None:
+    caplog.set_level(logging.WARNING)
+    await layer.send("specific.channels_000000000000!gone", {"type": "x"})
+    channel = await layer.new_channel()  # a round trip on the same channel: the return was handled before it
+    await layer.send(channel, {"type": "y"})
+    await layer.receive(channel)
+    assert "no queue 'channels_000000000000'" in caplog.text
+
+
+async def test_groups(layer) -> None:
+    c1, c2, c3 = [await layer.new_channel() for _ in range(3)]
+    for channel in (c1, c2, c3):
+        await layer.group_add("test-group", channel)
+    await layer.group_discard("test-group", c2)
+    await layer.group_send("test-group", {"type": "message.1"})
+    assert await layer.receive(c1) == {"type": "message.1"}
+    assert await layer.receive(c3) == {"type": "message.1"}
+    await layer.send(c2, {"type": "direct"})  # c2 got no group copy: the direct message is first
+    assert await layer.receive(c2) == {"type": "direct"}
+
+
+async def test_groups_across_layers(make_layer) -> None:
+    one, two = make_layer(), make_layer()
+    a, b = await one.new_channel(), await two.new_channel()
+    await one.group_add("across", a)
+    await two.group_add("across", b)
+    await one.group_send("across", {"type": "hi"})
+    assert await one.receive(a) == {"type": "hi"}
+    assert await two.receive(b) == {"type": "hi"}
+
+
+async def test_group_add_is_idempotent_and_discard_of_non_member_is_harmless(layer) -> None:
+    channel = await layer.new_channel()
+    await layer.group_discard("never-joined", channel)
+    await layer.group_add("g-idem", channel)
+    await layer.group_add("g-idem", channel)
+    await layer.group_send("g-idem", {"type": "once"})
+    await layer.send(channel, {"type": "after"})
+    assert await layer.receive(channel) == {"type": "once"}
+    assert await layer.receive(channel) == {"type": "after"}
+    await layer.group_send("empty-group", {"type": "nobody"})
+
+
+async def test_add_discard_add_discard_leaves_no_binding(layer) -> None:
+    channel = await layer.new_channel()
+    await asyncio.gather(
+        layer.group_add("flip", channel),
+        layer.group_discard("flip", channel),
+        layer.group_add("flip", channel),
+        layer.group_discard("flip", channel),
+    )
+    await layer.group_send("flip", {"type": "ghost"})
+    await layer.send(channel, {"type": "direct"})
+    assert await layer.receive(channel) == {"type": "direct"}
+
+
+async def test_group_send_right_after_group_add_reaches_the_member(make_layer) -> None:
+    sender, member = make_layer(), make_layer()
+    for n in range(20):
+        channel = await member.new_channel()
+        await member.group_add(f"fresh-{n}", channel)
+        await sender.group_send(f"fresh-{n}", {"type": "x", "n": n})
+        assert await member.receive(channel) == {"type": "x", "n": n}
+
+
+async def test_groups_exchange_isolates(make_layer) -> None:
+    one, two = make_layer(groups_exchange="test-iso-1"), make_layer(groups_exchange="test-iso-2")
+    a, b = await one.new_channel(), await two.new_channel()
+    await one.group_add("same", a)
+    await two.group_add("same", b)
+    await one.group_send("same", {"type": "one-only"})
+    await two.send(b, {"type": "direct"})
+    assert await one.receive(a) == {"type": "one-only"}
+    assert await two.receive(b) == {"type": "direct"}
+
+
+async def test_remote_capacity_raises_channel_full_and_recovers(make_layer) -> None:
+    layer = make_layer(local_capacity=1, remote_capacity=1, prefetch_count=1)
+    channel = await layer.new_channel()
+    accepted = 0
+    with pytest.raises(ChannelFull):
+        for n in range(10):
+            await layer.send(channel, {"type": "n", "n": n})
+            accepted += 1
+    # one routed in memory + one held (prefetch) + one ready on the broker, give or take delivery timing
+    assert 1 <= accepted <= 3
+    assert [(await layer.receive(channel))["n"] for _ in range(accepted)] == list(range(accepted))
+    await layer.send(channel, {"type": "after"})
+    assert await layer.receive(channel) == {"type": "after"}
+
+
+async def test_group_send_to_a_full_member_never_raises(make_layer, caplog) -> None:
+    caplog.set_level(logging.WARNING)
+    layer = make_layer(local_capacity=1, remote_capacity=1, prefetch_count=1)
+    channel = await layer.new_channel()
+    await layer.group_add("full", channel)
+    for _ in range(6):
+        await layer.group_send("full", {"type": "x"})
+    assert "queue is full" in caplog.text
+    while True:  # drain what was kept
+        try:
+            await asyncio.wait_for(layer.receive(channel), 0.5)
+        except asyncio.TimeoutError:
+            break
+    await layer.group_send("full", {"type": "delivered"})
+    assert await layer.receive(channel) == {"type": "delivered"}
+
+
+async def test_zombie_channel_does_not_stall_a_live_one(make_layer, caplog) -> None:
+    caplog.set_level(logging.WARNING)
+    layer = make_layer(local_capacity=2)
+    zombie, live = await layer.new_channel(), await layer.new_channel()
+    waiting = asyncio.ensure_future(layer.receive(live))
+    await asyncio.sleep(0.05)
+    for n in range(5):
+        await layer.send(zombie, {"type": "z", "n": n})
+    await layer.send(live, {"type": "alive"})
+    assert await waiting == {"type": "alive"}
+    assert [(await layer.receive(zombie))["n"] for _ in range(2)] == [3, 4]
+    assert "Dropped a message" in caplog.text
+
+
+async def test_remote_expiry(make_layer) -> None:
+    layer = make_layer(expiry=0.2, local_expiry=30, local_capacity=1, remote_capacity=10, prefetch_count=1)
+    channel = await layer.new_channel()
+    for n in range(3):  # 0 in memory, 1 held unacknowledged, 2 waits on the broker and expires there
+        await layer.send(channel, {"type": "n", "n": n})
+    await asyncio.sleep(0.6)
+    assert [(await layer.receive(channel))["n"] for _ in range(2)] == [0, 1]
+    await layer.send(channel, {"type": "n", "n": 3})
+    assert (await layer.receive(channel))["n"] == 3
+
+
+async def test_local_expiry_drops_and_leaves_groups(make_layer, caplog) -> None:
+    caplog.set_level(logging.WARNING)
+    layer = make_layer(local_expiry=0.1)
+    channel = await layer.new_channel()
+    await layer.group_add("expiring", channel)
+    await layer.send(channel, {"type": "old"})
+    await asyncio.sleep(0.4)
+    await layer.group_send("expiring", {"type": "group"})
+    await layer.send(channel, {"type": "new"})
+    assert await layer.receive(channel) == {"type": "new"}
+    assert "local_expiry" in caplog.text
+
+
+async def test_concurrent_sends_and_receives(make_layer) -> None:
+    one, two = make_layer(), make_layer()
+    channels = [await two.new_channel() for _ in range(10)]
+    messages = [(channels[n % 10], {"type": "m", "n": n}) for n in range(100)]
+    receives = [asyncio.ensure_future(two.receive(channels[n % 10])) for n in range(100)]
+    await asyncio.gather(*(one.send(channel, message) for channel, message in messages))
+    received = await asyncio.gather(*receives)
+    assert sorted(m["n"] for m in received) == list(range(100))
+
+
+async def test_concurrent_receivers_on_one_channel_get_distinct_messages(layer) -> None:
+    channel = await layer.new_channel()
+    receivers = [asyncio.ensure_future(layer.receive(channel)) for _ in range(20)]
+    for n in range(20):
+        await layer.send(channel, {"type": "n", "n": n})
+    assert sorted(m["n"] for m in await asyncio.gather(*receivers)) == list(range(20))
+
+
+async def test_cancelled_receive_loses_nothing(layer) -> None:
+    channel = await layer.new_channel()
+    pending = asyncio.ensure_future(layer.receive(channel))
+    await asyncio.sleep(0.05)
+    pending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await pending
+    await layer.send(channel, {"type": "kept"})
+    assert await layer.receive(channel) == {"type": "kept"}
+
+
+async def test_cancellation_racing_delivery_never_loses_or_duplicates(layer) -> None:
+    channel = await layer.new_channel()
+    got: list[int] = []
+    for n in range(200):
+        pending = asyncio.ensure_future(layer.receive(channel))
+        await layer.send(channel, {"type": "n", "n": n})
+        if n % 3:
+            await asyncio.sleep(0)
+        pending.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            got.append((await pending)["n"])
+    while len(got) < 200:
+        got.append((await asyncio.wait_for(layer.receive(channel), 5))["n"])
+    assert sorted(got) == list(range(200))
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(layer.receive(channel), 0.3)
+
+
+async def test_close_wakes_pending_receivers_and_refuses_later_calls(make_layer) -> None:
+    layer = make_layer()
+    channel = await layer.new_channel()
+    pending = [asyncio.ensure_future(layer.receive(channel)) for _ in range(3)]
+    await asyncio.sleep(0.05)
+    await layer.close()
+    for task in pending:
+        with pytest.raises(StopConsumer):
+            await task
+    await layer.close()  # idempotent
+    for call in (
+        layer.send(channel, {"type": "x"}),
+        layer.receive(channel),
+        layer.new_channel(),
+        layer.group_add("g", channel),
+        layer.group_discard("g", channel),
+        layer.group_send("g", {}),
+    ):
+        with pytest.raises(LayerClosed):
+            await call
+    layer._io_thread._thread.join(5)
+    assert not layer._io_thread.is_alive()
+
+
+async def test_close_racing_every_call(make_layer) -> None:
+    for _ in range(5):
+        layer = make_layer()
+        channel = f"specific.{layer.queue_name}!x"
+        calls = [
+            layer.new_channel(),
+            layer.send(channel, {"type": "x"}),
+            layer.receive(channel),
+            layer.group_add("g", channel),
+            layer.group_discard("g", channel),
+            layer.group_send("g", {"type": "x"}),
+        ]
+        results = await asyncio.wait_for(asyncio.gather(*calls, layer.close(), return_exceptions=True), 20)
+        for result in results:
+            assert result is None or isinstance(result, (str, StopConsumer)), result
+
+
+async def test_close_before_first_use(make_layer) -> None:
+    layer = make_layer()
+    await layer.close()
+    with pytest.raises(LayerClosed):
+        await layer.new_channel()
+
+
+async def test_works_on_a_loop_in_another_thread(layer) -> None:
+    channel = await layer.new_channel()
+
+    def other_thread() -> dict:
+        async def go() -> dict:
+            await layer.send(channel, {"type": "from-thread"})
+            other = await layer.new_channel()
+            await layer.send(other, {"type": "back"})
+            return await layer.receive(other)
+
+        return asyncio.run(go())
+
+    assert await asyncio.to_thread(other_thread) == {"type": "back"}
+    assert await layer.receive(channel) == {"type": "from-thread"}
+
+
+def test_unreachable_broker_fails_calls_instead_of_hanging() -> None:
+    from channels_rabbitmq_threaded import BrokerUnavailable
+
+    layer = RabbitmqChannelLayer(host="amqp://guest:guest@127.0.0.1:1/%2F")
+
+    async def go() -> None:
+        with pytest.raises(BrokerUnavailable, match="cannot connect"):
+            await layer.new_channel()
+        with pytest.raises(BrokerUnavailable):
+            await layer.send(f"specific.{layer.queue_name}!x", {"type": "x"})
+        await layer.close()
+
+    asyncio.run(go())

@@ -1,0 +1,163 @@
+"""The I/O-free routing core, alone: no broker, no loop, no thread."""
+
+from __future__ import annotations
+
+from channels_rabbitmq_threaded.envelope import Recipient
+from channels_rabbitmq_threaded.routing import Drop, GroupMembership, Inbox
+
+
+def to(channel: str) -> Recipient:
+    return Recipient(is_group=False, name=channel)
+
+
+def group(name: str) -> Recipient:
+    return Recipient(is_group=True, name=name)
+
+
+def test_buffered_message_is_taken_in_order_and_acked_on_arrival() -> None:
+    inbox: Inbox[str, int] = Inbox(capacity=10, expiry=60)
+    assert inbox.offer(1, to("a!1"), {"n": 1}, now=0).acks == [1]
+    assert inbox.offer(2, to("a!1"), {"n": 2}, now=0).acks == [2]
+    first = inbox.take("a!1", "w1", now=1).handoffs
+    second = inbox.take("a!1", "w2", now=1).handoffs
+    assert [(h.waiter, h.message) for h in first + second] == [("w1", {"n": 1}), ("w2", {"n": 2})]
+    assert inbox.in_memory == 0
+    assert inbox.channel_count() == 0  # empty, unwaited channels are forgotten
+
+
+def test_waiting_receiver_gets_the_next_delivery_directly() -> None:
+    inbox: Inbox[str, int] = Inbox(capacity=10, expiry=60)
+    assert inbox.take("a!1", "w", now=0).handoffs == []
+    assert inbox.waiting == 1
+    effects = inbox.offer(7, to("a!1"), {"x": 1}, now=0)
+    assert [(h.waiter, h.message) for h in effects.handoffs] == [("w", {"x": 1})]
+    assert effects.acks == [7]
+    assert inbox.waiting == 0 and inbox.in_memory == 0
+
+
+def test_waiters_are_served_first_come_first_served() -> None:
+    inbox: Inbox[str, int] = Inbox(capacity=10, expiry=60)
+    inbox.take("a!1", "w1", now=0)
+    inbox.take("a!1", "w2", now=0)
+    assert inbox.offer(1, to("a!1"), {"n": 1}, now=0).handoffs[0].waiter == "w1"
+    assert inbox.offer(2, to("a!1"), {"n": 2}, now=0).handoffs[0].waiter == "w2"
+
+
+def test_group_delivery_fans_out_to_local_members_with_independent_copies() -> None:
+    inbox: Inbox[str, int] = Inbox(capacity=10, expiry=60)
+    assert inbox.add_member("g", "a!1", now=0) is True
+    assert inbox.add_member("g", "a!2", now=0) is False
+    inbox.take("a!1", "w1", now=0)
+    effects = inbox.offer(1, group("g"), {"k": "v"}, now=0)
+    assert effects.acks == [1]
+    assert inbox.in_memory == 1  # one delivery, however many members still hold it
+    handed = effects.handoffs[0].message
+    kept = inbox.take("a!2", "w2", now=0).handoffs[0].message
+    assert handed == kept == {"k": "v"}
+    handed["k"] = "changed"
+    assert kept["k"] == "v"
+    assert inbox.in_memory == 0
+
+
+def test_group_delivery_without_local_member_is_acked_and_reported() -> None:
+    inbox: Inbox[str, int] = Inbox(capacity=10, expiry=60)
+    effects = inbox.offer(3, group("nobody"), {}, now=0)
+    assert effects.acks == [3]
+    assert effects.drops == [Drop("nobody", "no local member")]
+
+
+def test_membership_first_and_last() -> None:
+    members = GroupMembership()
+    assert members.add("g", "c1", 0) is True
+    assert members.add("g", "c1", 1) is False  # idempotent
+    assert members.add("g", "c2", 1) is False
+    assert members.discard("g", "c1") is False
+    assert members.discard("g", "c1") is False  # not a member: no-op
+    assert members.discard("g", "c2") is True
+    assert members.groups() == []
+    assert members.discard("unknown", "c") is False
+
+
+def test_at_capacity_with_nobody_waiting_deliveries_are_held_unacked() -> None:
+    inbox: Inbox[str, int] = Inbox(capacity=2, expiry=60)
+    inbox.offer(1, to("a!1"), {"n": 1}, now=0)
+    inbox.offer(2, to("a!1"), {"n": 2}, now=0)
+    held = inbox.offer(3, to("a!1"), {"n": 3}, now=0)
+    assert held.acks == [] and held.paused
+    again = inbox.offer(4, to("b!1"), {"n": 4}, now=0)
+    assert again.acks == [] and not again.paused  # already paused: one warning per pause
+    assert inbox.held == 2
+    # A receive takes one message: room for one held delivery, which is routed and acknowledged.
+    effects = inbox.take("a!1", "w", now=0)
+    assert [h.message for h in effects.handoffs] == [{"n": 1}]
+    assert effects.acks == [3]
+    assert inbox.held == 1
+
+
+def test_a_waiting_receiver_releases_held_deliveries_and_sheds_the_biggest_backlog() -> None:
+    inbox: Inbox[str, int] = Inbox(capacity=2, expiry=60)
+    inbox.offer(1, to("zombie!1"), {"n": 1}, now=0)
+    inbox.offer(2, to("zombie!1"), {"n": 2}, now=0)
+    inbox.offer(3, to("zombie!1"), {"n": 3}, now=0)  # held: nobody waits
+    effects = inbox.take("live!1", "w", now=0)  # now someone waits: the process is alive and reading
+    assert effects.acks == [3]
+    assert effects.drops == [Drop("zombie!1", "capacity")]
+    assert inbox.in_memory == 2
+    effects = inbox.offer(4, to("live!1"), {"n": 4}, now=0)
+    assert [(h.waiter, h.message) for h in effects.handoffs] == [("w", {"n": 4})]
+    remaining = [inbox.take("zombie!1", f"z{i}", now=0).handoffs[0].message for i in range(2)]
+    assert remaining == [{"n": 2}, {"n": 3}]
+
+
+def test_expiry_drops_old_messages_and_leaves_groups() -> None:
+    inbox: Inbox[str, int] = Inbox(capacity=10, expiry=5)
+    inbox.add_member("g", "a!1", now=0)
+    inbox.add_member("h", "a!1", now=0)
+    inbox.add_member("h", "b!1", now=0)
+    inbox.offer(1, to("a!1"), {"old": True}, now=0)
+    assert inbox.next_expiry() == 5
+    inbox.offer(2, to("a!1"), {"old": False}, now=3)
+    effects = inbox.expire(now=6)
+    assert effects.drops == [Drop("a!1", "expired")]
+    assert effects.unbind == ["g"]  # "h" still has b!1
+    assert not inbox.membership.is_member("h", "a!1")
+    assert inbox.next_expiry() == 8
+    assert inbox.take("a!1", "w", now=6).handoffs[0].message == {"old": False}
+    assert inbox.next_expiry() is None
+
+
+def test_take_never_hands_out_an_expired_message() -> None:
+    inbox: Inbox[str, int] = Inbox(capacity=10, expiry=1)
+    inbox.offer(1, to("a!1"), {}, now=0)
+    effects = inbox.take("a!1", "w", now=2)
+    assert effects.handoffs == [] and effects.drops == [Drop("a!1", "expired")]
+    assert inbox.waiting == 1
+
+
+def test_put_back_goes_to_the_head_or_the_next_waiter() -> None:
+    inbox: Inbox[str, int] = Inbox(capacity=10, expiry=60)
+    inbox.offer(1, to("a!1"), {"n": 2}, now=0)
+    inbox.put_back("a!1", {"n": 1}, expires_at=50, now=1)
+    assert [inbox.take("a!1", f"w{i}", now=1).handoffs[0].message for i in range(2)] == [{"n": 1}, {"n": 2}]
+    inbox.take("a!1", "late", now=1)
+    effects = inbox.put_back("a!1", {"n": 3}, expires_at=50, now=1)
+    assert [(h.waiter, h.message) for h in effects.handoffs] == [("late", {"n": 3})]
+
+
+def test_forget_removes_a_waiter_once() -> None:
+    inbox: Inbox[str, int] = Inbox(capacity=10, expiry=60)
+    inbox.take("a!1", "w", now=0)
+    assert inbox.forget("a!1", "w") is True
+    assert inbox.forget("a!1", "w") is False
+    assert inbox.waiting == 0 and inbox.channel_count() == 0
+
+
+def test_discard_held_and_close() -> None:
+    inbox: Inbox[str, int] = Inbox(capacity=1, expiry=60)
+    inbox.offer(1, to("a!1"), {}, now=0)
+    inbox.offer(2, to("a!1"), {}, now=0)
+    assert inbox.discard_held() == 1
+    inbox.take("b!1", "w", now=0)
+    waiters, dropped = inbox.close()
+    assert waiters == ["w"] and dropped == 1
+    assert inbox.in_memory == 0 and inbox.waiting == 0
