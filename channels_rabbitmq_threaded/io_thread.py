@@ -6,7 +6,9 @@ One `IOThread` per layer runs a pika `IOLoop` in a daemon thread. On that loop i
 a time with one channel, and walks an explicit life cycle of small named callbacks:
 
     connect -> connection open -> channel open -> confirm mode -> declare groups exchange -> declare queue
-    -> qos -> consume -> re-bind the groups that have local members -> READY
+    -> re-bind the groups that have local members -> qos -> consume -> READY
+
+(Groups are bound before consuming starts, so once anything arrives after a reconnect, group traffic does too.)
 
 Any failure on the way, or later, closes the connection; the thread then waits a backoff (exponential with jitter,
 capped) and starts again with a *fresh* `SelectConnection` (pika mutates its parameters) on the same queue name.
@@ -299,6 +301,20 @@ class IOThread:
 
     @_guarded
     def _on_queue_declared(self, _frame: Any) -> None:
+        groups = self._routing.membership.groups()  # after a reconnect: the groups that still have local members
+        self._rebinds_left = len(groups)
+        if not groups:
+            self._on_groups_bound()
+        for group in groups:
+            self._bind(group, self._on_rebound)
+
+    @_guarded
+    def _on_rebound(self, _frame: Any) -> None:
+        self._rebinds_left -= 1
+        if self._rebinds_left == 0:
+            self._on_groups_bound()
+
+    def _on_groups_bound(self) -> None:
         self._channel.basic_qos(prefetch_count=self.settings.prefetch_count, callback=self._on_qos_set)
 
     @_guarded
@@ -307,18 +323,7 @@ class IOThread:
 
     @_guarded
     def _on_consuming(self, _frame: Any) -> None:
-        groups = self._routing.membership.groups()
-        self._rebinds_left = len(groups)
-        if not groups:
-            self._on_ready()
-        for group in groups:
-            self._bind(group, self._on_rebound)
-
-    @_guarded
-    def _on_rebound(self, _frame: Any) -> None:
-        self._rebinds_left -= 1
-        if self._rebinds_left == 0:
-            self._on_ready()
+        self._on_ready()
 
     def _on_ready(self) -> None:
         self._state = READY

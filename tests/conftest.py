@@ -46,8 +46,8 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tls_node(tmp_path_factory: pytest.TempPathFactory, certificates: Path) -> Iterator[int]:
-    """A private RabbitMQ node with only a TLS listener that requires a client certificate; yields its port."""
+def tls_node(tmp_path_factory: pytest.TempPathFactory, certificates: Path) -> Iterator[PrivateNode]:
+    """A private RabbitMQ node with only a TLS listener (on `node.port`) that requires a client certificate."""
     port = free_port()
     node = PrivateNode(
         tmp_path_factory.mktemp("tls-node"),
@@ -62,10 +62,11 @@ ssl_options.fail_if_no_peer_cert = true
 loopback_users = none
 """,
     )
+    node.port = port
     node.start()
     try:
         node.wait_for_port(port)
-        yield port
+        yield node
     finally:
         node.stop()
 

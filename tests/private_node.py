@@ -47,6 +47,7 @@ class PrivateNode:
             "RABBITMQ_PID_FILE": str(base / "node.pid"),
         }
         self.process: subprocess.Popen[bytes] | None = None
+        self.port = 0  # the listener the tests connect to, set by the fixture that writes the config
 
     def start(self, timeout: float = 90) -> None:
         log = open(self.base / "server.out", "ab")  # noqa: SIM115 - kept open for the node's life

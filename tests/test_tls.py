@@ -9,9 +9,13 @@ import pytest
 
 from channels_rabbitmq_threaded import BrokerUnavailable, RabbitmqChannelLayer
 
+from .private_node import PrivateNode
 
-async def test_mutual_tls_round_trip_and_groups(tls_node: int, client_ssl_context: ssl.SSLContext) -> None:
-    layer = RabbitmqChannelLayer(host=f"amqps://guest:guest@localhost:{tls_node}/%2F", ssl_context=client_ssl_context)
+
+async def test_mutual_tls_round_trip_and_groups(tls_node: PrivateNode, client_ssl_context: ssl.SSLContext) -> None:
+    layer = RabbitmqChannelLayer(
+        host=f"amqps://guest:guest@localhost:{tls_node.port}/%2F", ssl_context=client_ssl_context
+    )
     try:
         channel = await layer.new_channel()
         await layer.send(channel, {"type": "secure"})
@@ -23,9 +27,9 @@ async def test_mutual_tls_round_trip_and_groups(tls_node: int, client_ssl_contex
         await layer.close()
 
 
-async def test_tls_without_client_certificate_is_refused(tls_node: int, certificates) -> None:
+async def test_tls_without_client_certificate_is_refused(tls_node: PrivateNode, certificates) -> None:
     context = ssl.create_default_context(cafile=str(certificates / "ca.cert"))  # trusts the server, no client cert
-    layer = RabbitmqChannelLayer(host=f"amqps://guest:guest@localhost:{tls_node}/%2F", ssl_context=context)
+    layer = RabbitmqChannelLayer(host=f"amqps://guest:guest@localhost:{tls_node.port}/%2F", ssl_context=context)
     try:
         with pytest.raises(BrokerUnavailable, match="cannot connect"):
             await asyncio.wait_for(layer.new_channel(), 30)
@@ -33,8 +37,8 @@ async def test_tls_without_client_certificate_is_refused(tls_node: int, certific
         await layer.close()
 
 
-async def test_tls_with_an_untrusted_server_is_refused(tls_node: int) -> None:
-    layer = RabbitmqChannelLayer(host=f"amqps://guest:guest@localhost:{tls_node}/%2F")  # system CAs only
+async def test_tls_with_an_untrusted_server_is_refused(tls_node: PrivateNode) -> None:
+    layer = RabbitmqChannelLayer(host=f"amqps://guest:guest@localhost:{tls_node.port}/%2F")  # system CAs only
     try:
         with pytest.raises(BrokerUnavailable, match="cannot connect"):
             await asyncio.wait_for(layer.new_channel(), 30)
