@@ -48,21 +48,20 @@ class Publish(_Answered):
 
 
 @dataclass(slots=True)
-class GroupAdd(_Answered):
-    """Add a local channel to a group; answered once the group's binding is in effect at the broker."""
-
+class _MembershipChange(_Answered):
     needs_broker: ClassVar[bool] = True
     group: str = ""
     channel: str = ""
 
 
 @dataclass(slots=True)
-class GroupDiscard(_Answered):
-    """Remove a local channel from a group (unbinding the group when it was the last local member)."""
+class GroupAdd(_MembershipChange):
+    """Add a local channel to a group; answered once the group's binding is in effect at the broker."""
 
-    needs_broker: ClassVar[bool] = True
-    group: str = ""
-    channel: str = ""
+
+@dataclass(slots=True)
+class GroupDiscard(_MembershipChange):
+    """Remove a local channel from a group (unbinding the group when it was the last local member)."""
 
 
 @dataclass(slots=True)

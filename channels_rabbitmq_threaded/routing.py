@@ -183,9 +183,7 @@ class Inbox(Generic[W, T]):
         """A receive() call: hand it the head of `channel`, or let it wait for the next message."""
         effects: Effects[W, T] = Effects()
         self._expire(now, effects)
-        buffer = self._buffers.get(channel)
-        if buffer is None:
-            buffer = self._buffers[channel] = ChannelBuffer()
+        buffer = self._buffer(channel)
         if buffer.messages:
             effects.handoffs.append(self._pop_head(channel, buffer, waiter))
             self._forget_if_empty(channel, buffer)
@@ -211,12 +209,9 @@ class Inbox(Generic[W, T]):
     def put_back(self, channel: str, message: Message, expires_at: float, now: float) -> Effects[W, T]:
         """A handed-off message was not taken: give it to the next waiter, or back to the head of its channel."""
         effects: Effects[W, T] = Effects()
-        buffer = self._buffers.get(channel)
-        if buffer is None:
-            buffer = self._buffers[channel] = ChannelBuffer()
+        buffer = self._buffer(channel)
         if buffer.waiters:
-            self._waiting -= 1
-            effects.handoffs.append(Handoff(buffer.waiters.popleft(), channel, message, expires_at))
+            self._hand_to_next_waiter(buffer, channel, message, expires_at, effects)
         else:
             buffered = _Buffered(message, expires_at, [channel], shared=False)
             buffer.messages.appendleft(buffered)
@@ -301,19 +296,28 @@ class Inbox(Generic[W, T]):
         expires_at = now + self.expiry
         buffered = _Buffered(message, expires_at, [], shared)
         for channel in channels:
-            buffer = self._buffers.get(channel)
-            if buffer is None:
-                buffer = self._buffers[channel] = ChannelBuffer()
+            buffer = self._buffer(channel)
             if buffer.waiters:
-                self._waiting -= 1
                 copy = dict(message) if shared else message
-                effects.handoffs.append(Handoff(buffer.waiters.popleft(), channel, copy, expires_at))
+                self._hand_to_next_waiter(buffer, channel, copy, expires_at, effects)
             else:
                 buffered.holders.append(channel)
                 buffer.messages.append(buffered)
         if buffered.holders:
             self._remember(buffered)
             self._shed(effects)
+
+    def _buffer(self, channel: str) -> ChannelBuffer[W]:
+        buffer = self._buffers.get(channel)
+        if buffer is None:
+            buffer = self._buffers[channel] = ChannelBuffer()
+        return buffer
+
+    def _hand_to_next_waiter(
+        self, buffer: ChannelBuffer[W], channel: str, message: Message, expires_at: float, effects: Effects[W, T]
+    ) -> None:
+        self._waiting -= 1
+        effects.handoffs.append(Handoff(buffer.waiters.popleft(), channel, message, expires_at))
 
     def _remember(self, buffered: _Buffered) -> None:
         self._in_memory += 1
