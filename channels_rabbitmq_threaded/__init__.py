@@ -1,7 +1,14 @@
 """A Django Channels layer on RabbitMQ whose connection lives in one background thread, so it works from any loop."""
 
 from .core import RabbitmqChannelLayer
-from .errors import BrokerUnavailable, ConfirmLost, LayerClosed, RabbitmqLayerError
+from .errors import BrokerRefused, BrokerUnavailable, ConfirmLost, LayerClosed, RabbitmqLayerError
 
-__all__ = ["BrokerUnavailable", "ConfirmLost", "LayerClosed", "RabbitmqChannelLayer", "RabbitmqLayerError"]
+__all__ = [
+    "BrokerRefused",
+    "BrokerUnavailable",
+    "ConfirmLost",
+    "LayerClosed",
+    "RabbitmqChannelLayer",
+    "RabbitmqLayerError",
+]
 __version__ = "0.1.0"

@@ -44,7 +44,7 @@ def run_check(host: str, count: int) -> int:
     logging.getLogger("pika").setLevel(logging.CRITICAL)  # our own WARNING says the same in one line
     print(f"channels_rabbitmq_threaded check against {redact_url(host)}")
     try:
-        layer = RabbitmqChannelLayer(host=host)
+        layer = RabbitmqChannelLayer(host=host, connect_timeout=5)
     except (TypeError, ValueError) as exc:
         print(f"  bad configuration: {exc}")
         return 2

@@ -33,6 +33,7 @@ OPTION_NAMES = (
     "ssl_context",
     "groups_exchange",
     "group_expiry",
+    "connect_timeout",
 )
 
 
@@ -49,6 +50,7 @@ class Settings:
     ssl_context: ssl.SSLContext | None
     groups_exchange: str
     group_expiry: int
+    connect_timeout: float
 
     @classmethod
     def from_options(
@@ -62,6 +64,7 @@ class Settings:
         ssl_context: ssl.SSLContext | None = None,
         groups_exchange: str = "groups",
         group_expiry: int = 86400,
+        connect_timeout: float = 10,
         **unknown: Any,
     ) -> Settings:
         if unknown:
@@ -81,6 +84,7 @@ class Settings:
             ssl_context=ssl_context,
             groups_exchange=_check_exchange(groups_exchange),
             group_expiry=_positive_int("group_expiry", group_expiry),
+            connect_timeout=_positive_seconds("connect_timeout", connect_timeout),
         )
         return settings
 

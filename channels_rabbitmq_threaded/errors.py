@@ -22,6 +22,14 @@ class BrokerUnavailable(RabbitmqLayerError):
     """
 
 
+class BrokerRefused(BrokerUnavailable):
+    """RabbitMQ refused the connection for a reason that retrying can't fix until someone acts.
+
+    Wrong credentials, a missing vhost or missing permissions, a TLS certificate that does not verify. The message
+    carries the broker's reason; the layer keeps retrying in the background in case an operator fixes it.
+    """
+
+
 class ConfirmLost(BrokerUnavailable):
     """The connection died after a message was published and before RabbitMQ confirmed it.
 

@@ -37,21 +37,23 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pika
 import pika.spec
 from channels.exceptions import StopConsumer
 from pika.adapters.select_connection import IOLoop
+from pika.exceptions import ProbableAccessDeniedError, ProbableAuthenticationError
 
 from .bridge import Waiter
 from .config import Settings
 from .envelope import MalformedBody, decode
-from .errors import BrokerUnavailable, ConfirmLost, LayerClosed, RabbitmqLayerError
+from .errors import BrokerRefused, BrokerUnavailable, ConfirmLost, LayerClosed, RabbitmqLayerError
 from .requests import (
     AwaitReady,
     Forget,
@@ -82,7 +84,7 @@ def _guarded(method: F) -> F:
     """Wrap a callback given to pika: log any exception instead of letting it end the loop or the connection."""
 
     @functools.wraps(method)
-    def guarded(self: IOThread, *args: Any) -> Any:
+    def guarded(self: Any, *args: Any) -> Any:
         try:
             return method(self, *args)
         except Exception:
@@ -92,9 +94,10 @@ def _guarded(method: F) -> F:
     return guarded  # type: ignore[return-value]
 
 
-def describe(exc: BaseException) -> str:
-    """A readable reason from pika's connection errors, which wrap the real cause (and often print as '')."""
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and the causes pika wraps inside it, outermost first (its connection errors often print as '')."""
     while True:
+        yield exc
         if getattr(exc, "exceptions", None):  # AMQPConnectionWorkflowFailed: one per attempt, the last is latest
             exc = exc.exceptions[-1]  # type: ignore[attr-defined]
         elif isinstance(getattr(exc, "exception", None), BaseException):  # AMQPConnector*Error: one phase's cause
@@ -102,7 +105,26 @@ def describe(exc: BaseException) -> str:
         elif len(exc.args) == 1 and isinstance(exc.args[0], BaseException):  # AMQPConnectionError(cause)
             exc = exc.args[0]
         else:
-            return f"{type(exc).__name__}: {exc}" if str(exc) else repr(exc)
+            return
+
+
+def describe(exc: BaseException) -> str:
+    """A readable reason for a failed connection: its innermost cause."""
+    *_, cause = causes(exc)
+    return f"{type(cause).__name__}: {cause}" if str(cause) else repr(cause)
+
+
+_REFUSALS = (ProbableAuthenticationError, ProbableAccessDeniedError, ssl.SSLError)
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """Whether RabbitMQ refused us for a reason retrying can't fix until someone acts (credentials, vhost, TLS)."""
+    return any(
+        isinstance(cause, _REFUSALS)
+        # a TLS handshake the server aborted (e.g. no client certificate): pika keeps only the SSLError's text
+        or "[SSL:" in str(cause)
+        for cause in causes(exc)
+    )
 
 
 class DropLog:
@@ -127,6 +149,40 @@ class DropLog:
         self._window_open = False
         for reason, count in counts.items():
             logger.warning("Dropped %d more message(s) in the last %gs: %s", count, DROP_LOG_WINDOW, reason)
+
+
+class ParkedRequests:
+    """Requests that need the broker, waiting for a connection, each for at most `timeout` seconds (I/O thread)."""
+
+    def __init__(self, ioloop: IOLoop, timeout: float, on_timeout: Callable[[Request], None]) -> None:
+        self._ioloop = ioloop
+        self._timeout = timeout
+        self._on_timeout = on_timeout
+        self._waiting: deque[tuple[float, Request]] = deque()  # in deadline order: every wait is `timeout` long
+        self._timer: Any = None
+
+    def park(self, request: Request) -> None:
+        self._waiting.append((time.monotonic() + self._timeout, request))
+        if self._timer is None:
+            self._timer = self._ioloop.call_later(self._timeout, self._on_deadline)
+
+    def release(self) -> list[Request]:
+        """Take every waiting request out (to run it, or to fail it)."""
+        if self._timer is not None:
+            self._ioloop.remove_timeout(self._timer)
+            self._timer = None
+        released = [request for _, request in self._waiting]
+        self._waiting.clear()
+        return released
+
+    @_guarded
+    def _on_deadline(self) -> None:
+        self._timer = None
+        now = time.monotonic()
+        while self._waiting and self._waiting[0][0] <= now:
+            self._on_timeout(self._waiting.popleft()[1])
+        if self._waiting:
+            self._timer = self._ioloop.call_later(self._waiting[0][0] - now, self._on_deadline)
 
 
 _DROP_REASONS = {
@@ -162,7 +218,8 @@ class IOThread:
         self._state = CONNECTING
         self._connection: pika.SelectConnection | None = None
         self._channel: Any = None  # pika.channel.Channel of the current connection
-        self._parked: list[Request] = []  # needs_broker requests waiting for READY
+        self._parked = ParkedRequests(self._ioloop, settings.connect_timeout, self._on_park_timeout)
+        self._last_error = "not connected yet"  # why the latest connection attempt failed, for callers
         self._confirms: dict[int, Publish] = {}  # delivery tag -> publish awaiting its confirm
         self._confirm_order: deque[int] = deque()
         self._next_tag = 1
@@ -214,7 +271,7 @@ class IOThread:
             waiters, _ = self._routing.close()
             for waiter in waiters:
                 waiter.fail(death)
-            for request in self._parked:
+            for request in self._parked.release():
                 request.fail(death)
             self._ioloop.close()
             if self._stop_request is not None:
@@ -241,7 +298,7 @@ class IOThread:
                 if self._state == STOPPING:
                     request.fail(LayerClosed("the channel layer is closed"))
                 else:
-                    self._parked.append(request)
+                    self._parked.park(request)
                 return
             self._handlers[type(request)](request)
         except Exception as exc:
@@ -329,8 +386,7 @@ class IOThread:
         self._state = READY
         self._retry_delay = RECONNECT_FIRST_DELAY
         logger.info("Connected to RabbitMQ at %s; consuming queue %s", self.settings.redacted_host, self.queue_name)
-        parked, self._parked = self._parked, []
-        for request in parked:
+        for request in self._parked.release():
             self._handle(request)
 
     @_guarded
@@ -339,7 +395,12 @@ class IOThread:
         if self._state == STOPPING:
             self._ioloop.stop()
             return
-        self._lost(BrokerUnavailable(f"cannot connect to RabbitMQ at {self.settings.redacted_host}: {describe(exc)}"))
+        reason = f"cannot connect to RabbitMQ at {self.settings.redacted_host}: {describe(exc)}"
+        if is_refusal(exc):  # retrying won't help until an operator acts: tell the waiting callers now
+            refused = BrokerRefused(reason)
+            for request in self._parked.release():
+                request.fail(refused)
+        self._lost(reason)
 
     @_guarded
     def _on_connection_closed(self, _connection: Any, reason: BaseException) -> None:
@@ -349,9 +410,7 @@ class IOThread:
             self._fail_inflight(LayerClosed("the channel layer was closed before RabbitMQ confirmed"), None)
             self._ioloop.stop()
             return
-        self._lost(
-            BrokerUnavailable(f"lost the connection to RabbitMQ at {self.settings.redacted_host}: {describe(reason)}")
-        )
+        self._lost(f"lost the connection to RabbitMQ at {self.settings.redacted_host}: {describe(reason)}")
 
     @_guarded
     def _on_channel_closed(self, _channel: Any, reason: BaseException) -> None:
@@ -361,33 +420,42 @@ class IOThread:
         logger.warning("RabbitMQ closed the channel (%s); reconnecting", reason)
         connection.close()
 
-    def _lost(self, exc: BrokerUnavailable) -> None:
-        """The connection failed or ended: answer everyone waiting on it, then reconnect after a backoff."""
+    def _lost(self, reason: str) -> None:
+        """The connection failed or ended: answer what was in flight on it, then reconnect after a backoff.
+
+        Parked requests keep waiting for the next connection, each up to `connect_timeout`.
+        """
         self._state = WAITING
-        self._fail_inflight(
-            ConfirmLost(f"{exc}; the message may or may not have been delivered"),
-            exc,
-        )
-        parked, self._parked = self._parked, []
-        for request in parked:
-            request.fail(exc)
+        self._last_error = reason
+        self._fail_inflight(ConfirmLost(f"{reason}; the message may or may not have been delivered"), None)
         lost = self._routing.discard_held()
         if lost:
             logger.warning("%d message(s) received but not yet routed were lost with the connection", lost)
         delay = self._retry_delay * random.uniform(0.5, 1.0)
         self._retry_delay = min(self._retry_delay * 2, RECONNECT_MAX_DELAY)
-        logger.warning("%s; retrying in %.2fs", exc, delay)
+        logger.warning("%s; retrying in %.2fs", reason, delay)
         self._ioloop.call_later(delay, self._connect)
 
     def _fail_inflight(self, confirm_exc: BaseException, bind_exc: BaseException | None) -> None:
+        """Fail the publishes awaiting a confirm and the group_adds awaiting a bind on a connection that is gone."""
         confirms, self._confirms = self._confirms, {}
         self._confirm_order.clear()
         for publish in confirms.values():
             publish.fail(confirm_exc)
+        bind_exc = bind_exc or BrokerUnavailable(
+            f"{self._last_error}; the membership is kept and its binding restored on reconnect"
+        )
         binds, self._binds = self._binds, {}
         for requests in binds.values():
             for request in requests:
-                request.fail(bind_exc or confirm_exc)
+                request.fail(bind_exc)
+
+    def _on_park_timeout(self, request: Request) -> None:
+        request.fail(
+            BrokerUnavailable(
+                f"no connection to RabbitMQ within {self.settings.connect_timeout:g}s: {self._last_error}"
+            )
+        )
 
     # -- requests ----------------------------------------------------------------------------------------------------
 
@@ -443,8 +511,7 @@ class IOThread:
         self._state = STOPPING
         self._stop_request = request
         closed = LayerClosed("the channel layer is closed")
-        parked, self._parked = self._parked, []
-        for parked_request in parked:
+        for parked_request in self._parked.release():
             parked_request.fail(closed)
         waiters, dropped = self._routing.close()
         for waiter in waiters:

@@ -16,6 +16,7 @@ def test_defaults() -> None:
     assert (settings.expiry, settings.local_expiry) == (60, 60)
     assert (settings.local_capacity, settings.remote_capacity, settings.prefetch_count) == (100, 100, 10)
     assert settings.groups_exchange == "groups" and settings.group_expiry == 86400
+    assert settings.connect_timeout == 10
 
 
 def test_local_expiry_defaults_to_expiry() -> None:
@@ -46,6 +47,8 @@ def test_unknown_options_are_named() -> None:
         ({"groups_exchange": ""}, ValueError, "not a usable exchange name"),
         ({"groups_exchange": "amq.direct"}, ValueError, "not a usable exchange name"),
         ({"group_expiry": -1}, ValueError, "group_expiry must be at least 1"),
+        ({"connect_timeout": None}, TypeError, "connect_timeout must be a number"),
+        ({"connect_timeout": -1}, ValueError, "connect_timeout must be a positive"),
     ],
 )
 def test_bad_options(options: dict, error: type[Exception], text: str) -> None:

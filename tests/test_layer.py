@@ -9,7 +9,7 @@ import logging
 import pytest
 from channels.exceptions import ChannelFull, StopConsumer
 
-from channels_rabbitmq_threaded import LayerClosed, RabbitmqChannelLayer
+from channels_rabbitmq_threaded import BrokerRefused, BrokerUnavailable, LayerClosed, RabbitmqChannelLayer
 
 
 async def test_round_trip(layer) -> None:
@@ -336,16 +336,33 @@ async def test_works_on_a_loop_in_another_thread(layer) -> None:
     assert await layer.receive(channel) == {"type": "from-thread"}
 
 
-def test_unreachable_broker_fails_calls_instead_of_hanging() -> None:
-    from channels_rabbitmq_threaded import BrokerUnavailable
-
-    layer = RabbitmqChannelLayer(host="amqp://guest:guest@127.0.0.1:1/%2F")
+def test_unreachable_broker_fails_calls_after_connect_timeout() -> None:
+    layer = RabbitmqChannelLayer(host="amqp://guest:guest@127.0.0.1:1/%2F", connect_timeout=0.5)
 
     async def go() -> None:
-        with pytest.raises(BrokerUnavailable, match="cannot connect"):
+        with pytest.raises(BrokerUnavailable, match=r"no connection to RabbitMQ within 0.5s: cannot connect"):
             await layer.new_channel()
-        with pytest.raises(BrokerUnavailable):
+        with pytest.raises(BrokerUnavailable, match="Connection refused"):
             await layer.send(f"specific.{layer.queue_name}!x", {"type": "x"})
+        await layer.close()
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        ("amqp://guest:wrong-password@127.0.0.1:5672/%2F", "ACCESS_REFUSED"),
+        ("amqp://guest:guest@127.0.0.1:5672/no-such-vhost", "vhost no-such-vhost not found"),
+    ],
+)
+def test_refusals_fail_at_once_with_the_brokers_reason(host: str, reason: str) -> None:
+    layer = RabbitmqChannelLayer(host=host, connect_timeout=300)  # a refusal must not wait for the timeout
+
+    async def go() -> None:
+        with pytest.raises(BrokerRefused, match=reason) as info:
+            await asyncio.wait_for(layer.new_channel(), 30)
+        assert "wrong-password" not in str(info.value)
         await layer.close()
 
     asyncio.run(go())

@@ -7,7 +7,7 @@ import ssl
 
 import pytest
 
-from channels_rabbitmq_threaded import BrokerUnavailable, RabbitmqChannelLayer
+from channels_rabbitmq_threaded import BrokerRefused, RabbitmqChannelLayer
 
 from .private_node import PrivateNode
 
@@ -28,14 +28,16 @@ async def test_mutual_tls_round_trip_and_groups(tls_node: PrivateNode, client_ss
 
 
 @pytest.mark.parametrize("client", ["no client certificate", "untrusted server"])
-async def test_tls_refusals_are_reported(tls_node: PrivateNode, certificates, client: str) -> None:
+async def test_tls_refusals_fail_at_once_as_broker_refused(tls_node: PrivateNode, certificates, client: str) -> None:
     if client == "no client certificate":
         context = ssl.create_default_context(cafile=str(certificates / "ca.cert"))  # trusts the server only
     else:
         context = ssl.create_default_context()  # system CAs: our test CA is not among them
-    layer = RabbitmqChannelLayer(host=f"amqps://guest:guest@localhost:{tls_node.port}/%2F", ssl_context=context)
+    layer = RabbitmqChannelLayer(
+        host=f"amqps://guest:guest@localhost:{tls_node.port}/%2F", ssl_context=context, connect_timeout=300
+    )
     try:
-        with pytest.raises(BrokerUnavailable, match="cannot connect"):
+        with pytest.raises(BrokerRefused, match=r"cannot connect.*SSL"):
             await asyncio.wait_for(layer.new_channel(), 30)
     finally:
         await layer.close()
