@@ -122,7 +122,7 @@ class RabbitmqChannelLayer(BaseChannelLayer):
         self.require_valid_group_name(group)
         body = encode(message, Recipient(is_group=True, name=group))
         acked = await self._ask(
-            Publish(reply=None, exchange=self.settings.groups_exchange, routing_key=group, body=body)
+            Publish(reply=None, exchange=self.settings.groups_exchange, routing_key=group, body=body, mandatory=True)
         )
         if not acked:
             logger.warning(

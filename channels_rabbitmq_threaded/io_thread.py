@@ -72,7 +72,7 @@ logger = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 RECONNECT_FIRST_DELAY = 0.2  # seconds before the first retry
-RECONNECT_MAX_DELAY = 15.0
+RECONNECT_MAX_DELAY = 5.0
 STOP_TIMEOUT = 5.0  # how long a clean close may take before the loop is stopped anyway
 DROP_LOG_WINDOW = 5.0  # seconds over which repeated drops are summed into one log line
 
@@ -607,6 +607,14 @@ class IOThread:
 
     @_guarded
     def _on_return(self, _channel: Any, method: Any, _props: Any, body: bytes) -> None:
+        if method.exchange:  # a group_send that no process is subscribed to: normal for an empty group
+            logger.debug(
+                "group_send to %r reached no process (%s); %d bytes dropped",
+                method.routing_key,
+                method.reply_text,
+                len(body),
+            )
+            return
         logger.warning(
             "Dropped a %d-byte message: RabbitMQ has no queue %r (%s %s); the process that owned that channel is gone",
             len(body),

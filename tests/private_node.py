@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -79,7 +80,7 @@ class PrivateNode:
             raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {result.stdout}{result.stderr}")
         return result.stdout
 
-    def stop(self) -> None:
+    def stop(self, keep_data: bool = False) -> None:
         if self.process is None:
             return
         try:
@@ -91,8 +92,25 @@ class PrivateNode:
         except subprocess.TimeoutExpired:
             self.process.kill()
         self.process = None
-        # the node leaves its epmd registration behind only while it runs; remove its files
-        shutil.rmtree(self.base / "mnesia", ignore_errors=True)
+        if not keep_data:
+            shutil.rmtree(self.base / "mnesia", ignore_errors=True)
+
+    def beam_pid(self) -> int:
+        """The Erlang VM's pid (the script started by `start` runs it as a child)."""
+        return int((self.base / "node.pid").read_text().strip())
+
+    def kill9(self) -> None:
+        """Kill the node as a power cut would: SIGKILL to the VM, no goodbye to anyone."""
+        os.kill(self.beam_pid(), signal.SIGKILL)
+        assert self.process is not None
+        self.process.wait(timeout=30)
+        self.process = None
+
+    def freeze(self) -> None:
+        os.kill(self.beam_pid(), signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        os.kill(self.beam_pid(), signal.SIGCONT)
 
     def wait_for_port(self, port: int, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
