@@ -34,6 +34,7 @@ OPTION_NAMES = (
     "groups_exchange",
     "group_expiry",
     "connect_timeout",
+    "heartbeat",
 )
 
 
@@ -51,6 +52,7 @@ class Settings:
     groups_exchange: str
     group_expiry: int
     connect_timeout: float
+    heartbeat: int | None
 
     @classmethod
     def from_options(
@@ -65,6 +67,7 @@ class Settings:
         groups_exchange: str = "groups",
         group_expiry: int = 86400,
         connect_timeout: float = 10,
+        heartbeat: int | None = None,
         **unknown: Any,
     ) -> Settings:
         if unknown:
@@ -85,6 +88,7 @@ class Settings:
             groups_exchange=_check_exchange(groups_exchange),
             group_expiry=_positive_int("group_expiry", group_expiry),
             connect_timeout=_positive_seconds("connect_timeout", connect_timeout),
+            heartbeat=None if heartbeat is None else _int_at_least("heartbeat", heartbeat, 0),
         )
         return settings
 
@@ -93,6 +97,8 @@ class Settings:
         params = pika.URLParameters(self.host)
         if self.ssl_context is not None:
             params.ssl_options = pika.SSLOptions(self.ssl_context, server_hostname=params.host)
+        if self.heartbeat is not None:
+            params.heartbeat = self.heartbeat
         params.client_properties = {
             "connection_name": connection_name,
             "product": "channels_rabbitmq_threaded",
@@ -144,10 +150,14 @@ def _check_exchange(name: object) -> str:
 
 
 def _positive_int(option: str, value: object) -> int:
+    return _int_at_least(option, value, 1)
+
+
+def _int_at_least(option: str, value: object, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{option} must be an int, not {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{option} must be at least 1, not {value}")
+    if value < minimum:
+        raise ValueError(f"{option} must be at least {minimum}, not {value}")
     return value
 
 

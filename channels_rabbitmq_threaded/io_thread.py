@@ -48,7 +48,7 @@ import pika
 import pika.spec
 from channels.exceptions import StopConsumer
 from pika.adapters.select_connection import IOLoop
-from pika.exceptions import ProbableAccessDeniedError, ProbableAuthenticationError
+from pika.exceptions import AMQPHeartbeatTimeout, ProbableAccessDeniedError, ProbableAuthenticationError
 
 from .bridge import Waiter
 from .config import Settings
@@ -151,6 +151,46 @@ class DropLog:
             logger.warning("Dropped %d more message(s) in the last %gs: %s", count, DROP_LOG_WINDOW, reason)
 
 
+class LivenessWatch:
+    """Declares a connection dead when RabbitMQ has sent nothing for 1.5 heartbeat intervals (I/O thread).
+
+    RabbitMQ sends a heartbeat frame every `heartbeat / 2` seconds, so silence for `1.5 x heartbeat` means three
+    frames missed. Checked every `heartbeat / 4`, a frozen or partitioned broker is noticed within 1.75 heartbeat
+    intervals; pika's own checker (every `heartbeat + 5` s) may take up to `2 x (heartbeat + 5)` s.
+    """
+
+    def __init__(self, ioloop: IOLoop, connection: pika.SelectConnection, heartbeat: int) -> None:
+        self._ioloop = ioloop
+        self._connection = connection
+        self._heartbeat = heartbeat
+        self._seen = connection.bytes_received
+        self._seen_at = time.monotonic()
+        self._timer: Any = ioloop.call_later(heartbeat / 4, self._check)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._ioloop.remove_timeout(self._timer)
+            self._timer = None
+
+    @_guarded
+    def _check(self) -> None:
+        self._timer = None
+        connection, now = self._connection, time.monotonic()
+        if connection.is_closing or connection.is_closed:
+            return
+        if connection.bytes_received != self._seen:
+            self._seen, self._seen_at = connection.bytes_received, now
+        elif now - self._seen_at > 1.5 * self._heartbeat:
+            silence = now - self._seen_at
+            logger.warning(
+                "RabbitMQ sent nothing for %.1fs (heartbeat %ds): dropping the connection", silence, self._heartbeat
+            )
+            # What pika's own heartbeat checker does: abort the stream; on_close_callback follows.
+            connection._terminate_stream(AMQPHeartbeatTimeout(f"no data from RabbitMQ for {silence:.1f}s"))
+            return
+        self._timer = self._ioloop.call_later(self._heartbeat / 4, self._check)
+
+
 class ParkedRequests:
     """Requests that need the broker, waiting for a connection, each for at most `timeout` seconds (I/O thread)."""
 
@@ -229,6 +269,7 @@ class IOThread:
         self._expiry_timer: Any = None
         self._expiry_due: float | None = None
         self._stop_request: Stop | None = None
+        self._liveness: LivenessWatch | None = None
 
     # -- the thread-safe surface -----------------------------------------------------------------------------------
 
@@ -324,6 +365,9 @@ class IOThread:
 
     @_guarded
     def _on_connection_open(self, connection: pika.SelectConnection) -> None:
+        heartbeat = connection.params.heartbeat  # the negotiated value, once the connection is open
+        if heartbeat:
+            self._liveness = LivenessWatch(self._ioloop, connection, heartbeat)
         connection.channel(on_open_callback=self._on_channel_open)
 
     @_guarded
@@ -406,6 +450,9 @@ class IOThread:
     def _on_connection_closed(self, _connection: Any, reason: BaseException) -> None:
         self._connection = None
         self._channel = None
+        if self._liveness is not None:
+            self._liveness.stop()
+            self._liveness = None
         if self._state == STOPPING:
             self._fail_inflight(LayerClosed("the channel layer was closed before RabbitMQ confirmed"), None)
             self._ioloop.stop()

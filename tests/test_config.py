@@ -49,6 +49,8 @@ def test_unknown_options_are_named() -> None:
         ({"group_expiry": -1}, ValueError, "group_expiry must be at least 1"),
         ({"connect_timeout": None}, TypeError, "connect_timeout must be a number"),
         ({"connect_timeout": -1}, ValueError, "connect_timeout must be a positive"),
+        ({"heartbeat": 2.5}, TypeError, "heartbeat must be an int"),
+        ({"heartbeat": -1}, ValueError, "heartbeat must be at least 0"),
     ],
 )
 def test_bad_options(options: dict, error: type[Exception], text: str) -> None:
@@ -77,3 +79,9 @@ def test_tls_parameters_use_the_given_context() -> None:
     assert params.ssl_options.context is context
     assert params.port == 5671 and params.virtual_host == "v"
     assert params.client_properties["connection_name"] == "n"
+
+
+def test_heartbeat_option_overrides_the_url() -> None:
+    settings = Settings.from_options(host="amqp://h/?heartbeat=60", heartbeat=5)
+    assert settings.connection_parameters("n").heartbeat == 5
+    assert Settings.from_options(host="amqp://h/?heartbeat=60").connection_parameters("n").heartbeat == 60

@@ -7,6 +7,7 @@ asserts that the waiting receiver resumed, the group membership survived, and ev
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Callable, Iterator
 
@@ -88,5 +89,52 @@ async def test_traffic_survives(amqp_node: PrivateNode, fault: str) -> None:
         assert sum(tally[k] for k in ("delivered", "refused", "uncertain", "returned", "unexplained")) == tally["sent"]
     finally:
         await traffic.stop()
+        await member.close()
+        await sender.close()
+
+
+@pytest.mark.timeout(120)
+class LogLineEvent(logging.Handler):
+    """An asyncio.Event set (thread-safely) when a log line containing `text` is emitted."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.loop = asyncio.get_running_loop()
+        self.event = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.loop.call_soon_threadsafe(self.event.set)
+
+
+async def test_frozen_broker_is_detected_by_heartbeat_and_traffic_resumes(amqp_node: PrivateNode) -> None:
+    host = f"amqp://guest:guest@127.0.0.1:{amqp_node.port}/%2F"
+    member = RabbitmqChannelLayer(host=host, heartbeat=2, connect_timeout=1)
+    channel = await member.new_channel()
+    await member.group_add("frozen", channel)
+    waiting = asyncio.ensure_future(member.receive(channel))
+    loop = asyncio.get_running_loop()
+    detected = LogLineEvent("RabbitMQ sent nothing for")
+    logging.getLogger("channels_rabbitmq_threaded").addHandler(detected)
+    amqp_node.freeze()
+    frozen_at = loop.time()
+    try:
+        await asyncio.wait_for(detected.event.wait(), 60)  # no timing assertion: just that it is detected
+        print(f"\nfrozen broker detected after {loop.time() - frozen_at:.1f}s with heartbeat=2")
+    finally:
+        amqp_node.thaw()
+        logging.getLogger("channels_rabbitmq_threaded").removeHandler(detected)
+    sender = RabbitmqChannelLayer(host=host)
+    try:
+
+        async def until_delivered() -> dict:
+            while not waiting.done():
+                await sender.group_send("frozen", {"type": "after-thaw"})
+                await asyncio.wait({waiting}, timeout=0.5)
+            return waiting.result()
+
+        assert await asyncio.wait_for(until_delivered(), 60) == {"type": "after-thaw"}
+    finally:
         await member.close()
         await sender.close()
