@@ -42,7 +42,7 @@ OPTION_NAMES = (
 class Settings:
     """The layer's checked configuration. Build it with `Settings.from_options(**options)`."""
 
-    host: str
+    hosts: tuple[str, ...]  # one URL, or the nodes of a cluster, tried in turn
     expiry: float
     local_capacity: int
     local_expiry: float
@@ -57,7 +57,7 @@ class Settings:
     @classmethod
     def from_options(
         cls,
-        host: str = DEFAULT_HOST,
+        host: str | list[str] | tuple[str, ...] = DEFAULT_HOST,
         expiry: float = 60,
         local_capacity: int = 100,
         local_expiry: float | None = None,
@@ -78,7 +78,7 @@ class Settings:
         expiry = _positive_seconds("expiry", expiry)
         local_expiry = expiry if local_expiry is None else _positive_seconds("local_expiry", local_expiry)
         settings = cls(
-            host=_check_host(host, ssl_context),
+            hosts=_check_hosts(host, ssl_context),
             expiry=expiry,
             local_capacity=_positive_int("local_capacity", local_capacity),
             local_expiry=local_expiry,
@@ -92,9 +92,12 @@ class Settings:
         )
         return settings
 
-    def connection_parameters(self, connection_name: str) -> pika.URLParameters:
-        """Fresh pika parameters for one connection attempt (pika mutates them, so never reuse)."""
-        params = pika.URLParameters(self.host)
+    def connection_parameters(self, connection_name: str, attempt: int = 0) -> pika.URLParameters:
+        """Fresh pika parameters for connection attempt number `attempt` (pika mutates them: never reuse).
+
+        Attempts go round the hosts in order, so after a node fails the next attempt tries the next node.
+        """
+        params = pika.URLParameters(self.hosts[attempt % len(self.hosts)])
         if self.ssl_context is not None:
             params.ssl_options = pika.SSLOptions(self.ssl_context, server_hostname=params.host)
         if self.heartbeat is not None:
@@ -105,10 +108,9 @@ class Settings:
         }
         return params
 
-    @property
-    def redacted_host(self) -> str:
-        """The URL with its password replaced by `***`: the only form of it that may be logged."""
-        return redact_url(self.host)
+    def redacted_host(self, attempt: int = 0) -> str:
+        """The URL of attempt number `attempt` with its password replaced by `***`: the only form ever logged."""
+        return redact_url(self.hosts[attempt % len(self.hosts)])
 
 
 def redact_url(url: str) -> str:
@@ -120,9 +122,19 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}"))
 
 
+def _check_hosts(host: object, ssl_context: object) -> tuple[str, ...]:
+    if isinstance(host, str):
+        return (_check_host(host, ssl_context),)
+    if not isinstance(host, (list, tuple)):
+        raise TypeError(f"host must be an AMQP URL string or a list of them, not {type(host).__name__}")
+    if not host:
+        raise ValueError("host is an empty list; give at least one AMQP URL")
+    return tuple(_check_host(url, ssl_context) for url in host)
+
+
 def _check_host(host: object, ssl_context: object) -> str:
     if not isinstance(host, str):
-        raise TypeError(f"host must be an AMQP URL string, not {type(host).__name__}")
+        raise TypeError(f"host must be an AMQP URL string or a list of them, not {type(host).__name__}")
     scheme = urlsplit(host).scheme
     if scheme not in ("amqp", "amqps"):
         raise ValueError(f"host must be an amqp:// or amqps:// URL, not {redact_url(host)!r}")

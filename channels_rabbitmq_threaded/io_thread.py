@@ -270,6 +270,8 @@ class IOThread:
         self._expiry_due: float | None = None
         self._stop_request: Stop | None = None
         self._liveness: LivenessWatch | None = None
+        self._attempt = -1  # connection attempts so far; attempt n uses host n modulo the number of hosts
+        self._url = settings.redacted_host(0)  # the (redacted) URL of the current attempt, for log lines
 
     # -- the thread-safe surface -----------------------------------------------------------------------------------
 
@@ -351,10 +353,12 @@ class IOThread:
     @_guarded
     def _connect(self) -> None:
         self._state = CONNECTING
-        logger.debug("Connecting to RabbitMQ at %s", self.settings.redacted_host)
+        self._attempt += 1
+        self._url = self.settings.redacted_host(self._attempt)
+        logger.debug("Connecting to RabbitMQ at %s", self._url)
         try:
             self._connection = pika.SelectConnection(
-                self.settings.connection_parameters(f"channels_rabbitmq_threaded {self.queue_name}"),
+                self.settings.connection_parameters(f"channels_rabbitmq_threaded {self.queue_name}", self._attempt),
                 on_open_callback=self._on_connection_open,
                 on_open_error_callback=self._on_open_error,
                 on_close_callback=self._on_connection_closed,
@@ -429,7 +433,7 @@ class IOThread:
     def _on_ready(self) -> None:
         self._state = READY
         self._retry_delay = RECONNECT_FIRST_DELAY
-        logger.info("Connected to RabbitMQ at %s; consuming queue %s", self.settings.redacted_host, self.queue_name)
+        logger.info("Connected to RabbitMQ at %s; consuming queue %s", self._url, self.queue_name)
         for request in self._parked.release():
             self._handle(request)
 
@@ -439,7 +443,7 @@ class IOThread:
         if self._state == STOPPING:
             self._ioloop.stop()
             return
-        reason = f"cannot connect to RabbitMQ at {self.settings.redacted_host}: {describe(exc)}"
+        reason = f"cannot connect to RabbitMQ at {self._url}: {describe(exc)}"
         if is_refusal(exc):  # retrying won't help until an operator acts: tell the waiting callers now
             refused = BrokerRefused(reason)
             for request in self._parked.release():
@@ -457,7 +461,7 @@ class IOThread:
             self._fail_inflight(LayerClosed("the channel layer was closed before RabbitMQ confirmed"), None)
             self._ioloop.stop()
             return
-        self._lost(f"lost the connection to RabbitMQ at {self.settings.redacted_host}: {describe(reason)}")
+        self._lost(f"lost the connection to RabbitMQ at {self._url}: {describe(reason)}")
 
     @_guarded
     def _on_channel_closed(self, _channel: Any, reason: BaseException) -> None:

@@ -25,19 +25,22 @@ def free_port() -> int:
 
 
 class PrivateNode:
-    def __init__(self, base: Path, name: str, config: str) -> None:
+    def __init__(self, base: Path, name: str, config: str, home: Path | None = None) -> None:
+        """`home` holds the Erlang cookie; nodes of one cluster must share it (default: a new one under `base`)."""
         self.base = base
         self.nodename = f"{name}@localhost"
         base.mkdir(parents=True, exist_ok=True)
-        (base / "home").mkdir(exist_ok=True)
-        cookie = base / "home" / ".erlang.cookie"
-        cookie.write_text(secrets.token_hex(16))
-        cookie.chmod(0o400)
+        home = home or base / "home"
+        home.mkdir(exist_ok=True)
+        cookie = home / ".erlang.cookie"
+        if not cookie.exists():
+            cookie.write_text(secrets.token_hex(16))
+            cookie.chmod(0o400)
         (base / "rabbitmq.conf").write_text(config)
         (base / "enabled_plugins").write_text("[].\n")
         self.env = {
             **os.environ,
-            "HOME": str(base / "home"),
+            "HOME": str(home),
             "RABBITMQ_NODENAME": self.nodename,
             "RABBITMQ_NODE_PORT": str(free_port()),
             "RABBITMQ_DIST_PORT": str(free_port()),

@@ -12,7 +12,7 @@ from channels_rabbitmq_threaded.config import DEFAULT_HOST, Settings, redact_url
 
 def test_defaults() -> None:
     settings = Settings.from_options()
-    assert settings.host == DEFAULT_HOST
+    assert settings.hosts == (DEFAULT_HOST,)
     assert (settings.expiry, settings.local_expiry) == (60, 60)
     assert (settings.local_capacity, settings.remote_capacity, settings.prefetch_count) == (100, 100, 10)
     assert settings.groups_exchange == "groups" and settings.group_expiry == 86400
@@ -33,6 +33,9 @@ def test_unknown_options_are_named() -> None:
     ("options", "error", "text"),
     [
         ({"host": 5672}, TypeError, "host must be an AMQP URL"),
+        ({"host": []}, ValueError, "empty list"),
+        ({"host": ["amqp://a/", 5]}, TypeError, "host must be an AMQP URL"),
+        ({"host": ["amqp://a/", "amqp://b/?x=1"]}, ValueError, "not a valid AMQP URL"),
         ({"host": "redis://localhost"}, ValueError, "amqp:// or amqps://"),
         ({"host": "amqp://localhost:notaport/"}, ValueError, "not a valid AMQP URL"),
         ({"host": "amqp://h/?bogus=1"}, ValueError, "not a valid AMQP URL"),
@@ -79,6 +82,12 @@ def test_tls_parameters_use_the_given_context() -> None:
     assert params.ssl_options.context is context
     assert params.port == 5671 and params.virtual_host == "v"
     assert params.client_properties["connection_name"] == "n"
+
+
+def test_a_list_of_hosts_is_tried_in_turn() -> None:
+    settings = Settings.from_options(host=["amqp://u:p@a/", "amqp://u:p@b:5673/"])
+    assert [settings.connection_parameters("n", attempt).host for attempt in range(3)] == ["a", "b", "a"]
+    assert settings.redacted_host(1) == "amqp://u:***@b:5673/"
 
 
 def test_heartbeat_option_overrides_the_url() -> None:

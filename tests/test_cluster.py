@@ -1,0 +1,118 @@
+"""A private two-node cluster: stop the node the members are connected to; group traffic flows through the other.
+
+Members run in two other OS processes with `host=[A, B]`, so they connect to A; the sender uses `host=[B, A]`.
+After `stop_app` on A, the members reconnect to B, declare their queues again under the same names, re-bind their
+group, and answer group messages again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from channels_rabbitmq_threaded import RabbitmqChannelLayer, RabbitmqLayerError
+
+from .private_node import PrivateNode, free_port
+
+
+def start_cluster(base: Path) -> tuple[PrivateNode, PrivateNode, list[int]]:
+    ports = [free_port(), free_port()]
+    home = base / "home"
+    nodes = [
+        PrivateNode(base / name, f"crt_{name}_{os.getpid()}", f"listeners.tcp.default = {port}\n", home=home)
+        for name, port in zip("ab", ports, strict=True)
+    ]
+    threads = [threading.Thread(target=node.start) for node in nodes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    a, b = nodes
+    b.ctl("stop_app")
+    b.ctl("join_cluster", a.nodename)
+    b.ctl("start_app")
+    return a, b, ports
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PrivateNode, PrivateNode, list[int]]]:
+    a, b, ports = start_cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield a, b, ports
+    finally:
+        b.stop()  # B first: A's app may be stopped by the test, and neither is restarted afterwards
+        a.stop()
+
+
+def member_process(hosts: list[str], group: str, names, ready) -> None:
+    """Joins `group` and answers every group message on its `reply_to` channel until told to stop."""
+
+    async def main() -> None:
+        layer = RabbitmqChannelLayer(host=hosts, heartbeat=5, connect_timeout=2)
+        channel = await layer.new_channel()
+        await layer.group_add(group, channel)
+        names.put(channel)
+        ready.set()
+        while (message := await layer.receive(channel))["type"] != "stop":
+            while True:  # the reply may meet this member's own reconnect: retry until it goes out
+                try:
+                    await layer.send(message["reply_to"], {"type": "echo", "n": message["n"], "from": channel})
+                    break
+                except RabbitmqLayerError:
+                    await asyncio.sleep(0.2)
+        await layer.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.timeout(240)
+async def test_stopping_the_members_node_fails_over_to_the_other(cluster) -> None:
+    a, _b, (port_a, port_b) = cluster
+    url_a, url_b = (f"amqp://guest:guest@127.0.0.1:{port}/%2F" for port in (port_a, port_b))
+    context = multiprocessing.get_context("spawn")
+    names, processes, ready_events = context.Queue(), [], []
+    for _ in range(2):
+        ready = context.Event()
+        process = context.Process(target=member_process, args=([url_a, url_b], "failover", names, ready))
+        process.start()
+        processes.append(process)
+        ready_events.append(ready)
+    sender = RabbitmqChannelLayer(host=[url_b, url_a], connect_timeout=2)
+    try:
+        for ready in ready_events:
+            assert await asyncio.to_thread(ready.wait, 60)
+        members = {names.get(timeout=5) for _ in range(2)}
+        inbox = await sender.new_channel()
+
+        async def echoes_from_all(n: int) -> None:
+            """group_send `n` until every member has echoed it."""
+            seen: set[str] = set()
+            while seen != members:
+                await sender.group_send("failover", {"type": "ping", "n": n, "reply_to": inbox})
+                try:
+                    while True:
+                        echo = await asyncio.wait_for(sender.receive(inbox), 0.5)
+                        if echo["n"] == n:
+                            seen.add(echo["from"])
+                except asyncio.TimeoutError:
+                    pass
+
+        await asyncio.wait_for(echoes_from_all(1), 30)
+        loop = asyncio.get_running_loop()
+        await asyncio.to_thread(a.ctl, "stop_app")  # the members' node goes away
+        stopped_at = loop.time()
+        await asyncio.wait_for(echoes_from_all(2), 60)
+        print(f"\ngroup traffic flowed again through the other node {loop.time() - stopped_at:.1f}s after stop_app")
+        await sender.group_send("failover", {"type": "stop"})
+    finally:
+        await sender.close()
+        for process in processes:
+            process.join(20)
+            if process.is_alive():
+                process.kill()
