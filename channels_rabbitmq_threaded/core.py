@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import os
 import secrets
 import threading
 import weakref
@@ -34,6 +35,7 @@ from .requests import AwaitReady, Forget, GroupAdd, GroupDiscard, Publish, PutBa
 logger = logging.getLogger(__name__)
 
 _live_threads: weakref.WeakSet[IOThread] = weakref.WeakSet()
+_all_layers: weakref.WeakSet[RabbitmqChannelLayer] = weakref.WeakSet()
 EXIT_TIMEOUT = 2.0  # seconds each I/O thread gets to close its connection when the interpreter exits
 
 
@@ -41,6 +43,16 @@ EXIT_TIMEOUT = 2.0  # seconds each I/O thread gets to close its connection when 
 def _close_at_exit() -> None:
     for io_thread in list(_live_threads):
         io_thread.stop_and_join(EXIT_TIMEOUT)
+
+
+def _after_fork_in_child() -> None:
+    """In a forked child (Celery prefork, gunicorn --preload) no I/O thread runs: start afresh on first use."""
+    _live_threads.clear()
+    for layer in list(_all_layers):
+        layer._forget_parent()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class RabbitmqChannelLayer(BaseChannelLayer):
@@ -56,10 +68,11 @@ class RabbitmqChannelLayer(BaseChannelLayer):
         self.settings = Settings.from_options(**options)
         super().__init__(expiry=self.settings.expiry)
         self.group_expiry = self.settings.group_expiry
-        self.queue_name = "channels_" + secrets.token_hex(6)
+        self.queue_name = _new_queue_name()
         self._io_thread: IOThread | None = None
         self._start_lock = threading.Lock()
         self._closed = False
+        _all_layers.add(self)
 
     # -- the Channels API -----------------------------------------------------------------------------------------
 
@@ -166,6 +179,14 @@ class RabbitmqChannelLayer(BaseChannelLayer):
         io_thread.submit(request)
         return await reply.future
 
+    def _forget_parent(self) -> None:
+        """After fork, in the child: the parent's thread, connection, queue and channels are not ours."""
+        io_thread, self._io_thread = self._io_thread, None
+        self._start_lock = threading.Lock()  # it may have been held by a thread that does not exist here
+        self.queue_name = _new_queue_name()
+        if io_thread is not None:
+            io_thread.let_go_in_child()
+
     def _refused(self, channel: str, message: dict[str, Any], expires_at: float) -> None:
         """A message handed to a receive() that did not take it (any thread): back to its channel."""
         io_thread = self._io_thread
@@ -178,6 +199,10 @@ class RabbitmqChannelLayer(BaseChannelLayer):
                 f"channel {channel!r} does not belong to this process's layer "
                 "(only names from this layer's new_channel() can be received on or added to groups here)"
             )
+
+
+def _new_queue_name() -> str:
+    return "channels_" + secrets.token_hex(6)
 
 
 def _queue_of(channel: str) -> str:

@@ -297,6 +297,23 @@ class IOThread:
             self.submit(Stop(reply=None))
             self._thread.join(timeout)
 
+    def let_go_in_child(self) -> None:
+        """In a forked child: close the inherited copies of the parent's sockets, saying nothing to anyone.
+
+        Only file descriptors are closed (no AMQP close, no TCP shutdown), so the parent's connection is untouched;
+        without this, children would keep the parent's TCP connection open after the parent dies, and with it the
+        parent's exclusive queue. Best effort: it reaches into pika's transport for the socket.
+        """
+        self._stopped = True
+        connection = self._connection
+        sock = getattr(getattr(connection, "_transport", None), "_sock", None)
+        for close in (getattr(sock, "close", None), self._ioloop.close):
+            try:
+                if close is not None:
+                    close()
+            except Exception:
+                logger.debug("after fork: could not close an inherited descriptor", exc_info=True)
+
     # -- the thread ------------------------------------------------------------------------------------------------
 
     def _run(self) -> None:
