@@ -1,13 +1,21 @@
 """A Django Channels layer on RabbitMQ whose connection lives in one background thread, so it works from any loop."""
 
 from .core import RabbitmqChannelLayer
-from .errors import BrokerRefused, BrokerUnavailable, ConfirmLost, LayerClosed, RabbitmqLayerError
+from .errors import (
+    BrokerRefused,
+    BrokerUnavailable,
+    ConfirmLost,
+    LayerClosed,
+    MessageTooLarge,
+    RabbitmqLayerError,
+)
 
 __all__ = [
     "BrokerRefused",
     "BrokerUnavailable",
     "ConfirmLost",
     "LayerClosed",
+    "MessageTooLarge",
     "RabbitmqChannelLayer",
     "RabbitmqLayerError",
 ]

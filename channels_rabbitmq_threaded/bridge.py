@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import threading
 from collections.abc import Callable
@@ -74,7 +75,7 @@ class LoopReply:
 
     def _set_exception(self, exc: BaseException) -> None:  # on the caller's loop
         if not self.future.done():
-            self.future.set_exception(exc)
+            self.future.set_exception(copy.copy(exc))  # one failure may answer many callers: each gets its own
 
 
 class Waiter:
@@ -122,7 +123,7 @@ class Waiter:
 
     def _set_exception(self, exc: BaseException) -> None:  # on the caller's loop
         if not self.future.done():
-            self.future.set_exception(exc)
+            self.future.set_exception(copy.copy(exc))  # one failure may answer many callers: each gets its own
 
     def _settle(self) -> None:  # on the caller's loop
         if not self._claim.acquire(blocking=False):

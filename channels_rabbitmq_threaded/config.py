@@ -35,7 +35,10 @@ OPTION_NAMES = (
     "group_expiry",
     "connect_timeout",
     "heartbeat",
+    "max_message_size",
 )
+
+RABBITMQ_MAX_MESSAGE_SIZE = 128 * 1024 * 1024  # RabbitMQ's default `max_message_size` (3.8 and later)
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class Settings:
     group_expiry: int
     connect_timeout: float
     heartbeat: int | None
+    max_message_size: int
 
     @classmethod
     def from_options(
@@ -68,6 +72,7 @@ class Settings:
         group_expiry: int = 86400,
         connect_timeout: float = 10,
         heartbeat: int | None = None,
+        max_message_size: int = RABBITMQ_MAX_MESSAGE_SIZE,
         **unknown: Any,
     ) -> Settings:
         if unknown:
@@ -89,6 +94,7 @@ class Settings:
             group_expiry=_positive_int("group_expiry", group_expiry),
             connect_timeout=_positive_seconds("connect_timeout", connect_timeout),
             heartbeat=None if heartbeat is None else _int_at_least("heartbeat", heartbeat, 0),
+            max_message_size=_positive_int("max_message_size", max_message_size),
         )
         return settings
 

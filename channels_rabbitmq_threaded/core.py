@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import logging
 import os
 import secrets
@@ -28,7 +29,7 @@ from channels.layers import BaseChannelLayer
 from .bridge import LoopReply, Waiter
 from .config import Settings
 from .envelope import Recipient, encode
-from .errors import LayerClosed, RabbitmqLayerError
+from .errors import LayerClosed, MessageTooLarge, RabbitmqLayerError
 from .io_thread import IOThread
 from .requests import AwaitReady, Forget, GroupAdd, GroupDiscard, Publish, PutBack, Request, Stop, Take
 
@@ -88,7 +89,7 @@ class RabbitmqChannelLayer(BaseChannelLayer):
     async def send(self, channel: str, message: dict[str, Any]) -> None:
         """Send `message` to `channel`; raises ChannelFull when the receiving process's queue is full."""
         self.require_valid_channel_name(channel)
-        body = encode(message, Recipient(is_group=False, name=channel))
+        body = self._encode(message, Recipient(is_group=False, name=channel))
         acked = await self._ask(
             Publish(reply=None, exchange="", routing_key=_queue_of(channel), body=body, mandatory=True)
         )
@@ -133,7 +134,7 @@ class RabbitmqChannelLayer(BaseChannelLayer):
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         """Send `message` to every member of `group`, in every process. Never raises ChannelFull."""
         self.require_valid_group_name(group)
-        body = encode(message, Recipient(is_group=True, name=group))
+        body = self._encode(message, Recipient(is_group=True, name=group))
         acked = await self._ask(
             Publish(reply=None, exchange=self.settings.groups_exchange, routing_key=group, body=body, mandatory=True)
         )
@@ -151,7 +152,8 @@ class RabbitmqChannelLayer(BaseChannelLayer):
         if io_thread is not None and io_thread.is_alive():
             reply = LoopReply(asyncio.get_running_loop())
             io_thread.submit(Stop(reply=reply))
-            await reply.future
+            with contextlib.suppress(RabbitmqLayerError):  # the thread ended on its own meanwhile: closed anyway
+                await reply.future
 
     # -- plumbing -------------------------------------------------------------------------------------------------
 
@@ -178,6 +180,16 @@ class RabbitmqChannelLayer(BaseChannelLayer):
         request.reply = reply  # type: ignore[attr-defined]
         io_thread.submit(request)
         return await reply.future
+
+    def _encode(self, message: dict[str, Any], recipient: Recipient) -> bytes:
+        body = encode(message, recipient)
+        if len(body) > self.settings.max_message_size:
+            # RabbitMQ would close the channel over it, failing every publish in flight: refuse it here instead.
+            raise MessageTooLarge(
+                f"message for {recipient.name!r} is {len(body)} bytes encoded; max_message_size is "
+                f"{self.settings.max_message_size}"
+            )
+        return body
 
     def _forget_parent(self) -> None:
         """After fork, in the child: the parent's thread, connection, queue and channels are not ours."""

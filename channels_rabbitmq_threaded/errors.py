@@ -37,6 +37,10 @@ class ConfirmLost(BrokerUnavailable):
     """
 
 
+class MessageTooLarge(RabbitmqLayerError, ValueError):
+    """The encoded message is larger than `max_message_size` (RabbitMQ's limit); nothing was sent."""
+
+
 class LayerClosed(RabbitmqLayerError, StopConsumer):
     """The layer was closed with `close()`; it accepts no more calls.
 

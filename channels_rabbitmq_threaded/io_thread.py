@@ -240,6 +240,7 @@ class IOThread:
         self._requests: deque[Request] = deque()  # any thread appends; the I/O thread pops
         self._wake_pending = False
         self._stopped = False  # set by the I/O thread as it ends; afterwards submit() fails requests itself
+        self._death: BaseException = LayerClosed("the channel layer is closed")  # what late requests are told
         self._ioloop = IOLoop()
         self._thread = threading.Thread(target=self._run, name=f"channels-rabbitmq-io:{queue_name}", daemon=True)
         self._handlers: dict[type[Request], Callable[[Any], None]] = {
@@ -285,7 +286,7 @@ class IOThread:
         """Hand a request to the I/O thread (any thread; never blocks)."""
         self._requests.append(request)
         if self._stopped:  # the thread has ended, or is draining for the last time: nobody else will run this
-            self._fail_requests(LayerClosed("the channel layer is closed"))
+            self._fail_requests(self._death)
             return
         if not self._wake_pending:
             self._wake_pending = True
@@ -317,14 +318,14 @@ class IOThread:
     # -- the thread ------------------------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        death: BaseException = LayerClosed("the channel layer is closed")
         try:
             self._connect()
             self._ioloop.start()
         except BaseException as exc:  # a bug: callbacks are guarded, so this should never happen
             logger.exception("The channel layer's I/O thread stopped unexpectedly")
-            death = RabbitmqLayerError(f"the channel layer's I/O thread stopped unexpectedly: {exc!r}")
+            self._death = RabbitmqLayerError(f"the channel layer's I/O thread stopped unexpectedly: {exc!r}")
         finally:
+            death = self._death
             self._stopped = True
             self._fail_requests(death)
             self._fail_inflight(death, death)

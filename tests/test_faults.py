@@ -8,8 +8,9 @@ import logging
 import ssl
 
 import pika
+import pytest
 
-from channels_rabbitmq_threaded import RabbitmqChannelLayer, RabbitmqLayerError
+from channels_rabbitmq_threaded import MessageTooLarge, RabbitmqChannelLayer, RabbitmqLayerError
 
 from .conftest import HOST
 from .private_node import PrivateNode
@@ -69,3 +70,32 @@ async def test_connection_cut_rebinds_groups_and_keeps_receivers_waiting(
     finally:
         await member.close()
         await sender.close()
+
+
+async def test_a_message_over_max_message_size_is_refused_and_the_connection_stays(make_layer) -> None:
+    layer = make_layer(max_message_size=1000)
+    channel = await layer.new_channel()
+    connection = layer._io_thread._connection
+    with pytest.raises(MessageTooLarge, match="max_message_size is 1000"):
+        await layer.send(channel, {"type": "big", "blob": b"x" * 2000})
+    with pytest.raises(ValueError):  # MessageTooLarge is a ValueError too
+        await layer.group_send("g", {"type": "big", "blob": b"x" * 2000})
+    await layer.send(channel, {"type": "small"})
+    assert await layer.receive(channel) == {"type": "small"}
+    assert layer._io_thread._connection is connection  # no reconnect happened
+
+
+async def test_if_the_io_thread_dies_anyway_callers_get_a_clear_error(layer) -> None:
+    channel = await layer.new_channel()
+    pending = asyncio.ensure_future(layer.receive(channel))
+    await asyncio.sleep(0.05)
+
+    def crash() -> None:
+        raise RuntimeError("simulated bug outside every guard")
+
+    layer._io_thread._ioloop.add_callback_threadsafe(crash)  # unguarded on purpose: it ends ioloop.start()
+    with pytest.raises(RabbitmqLayerError, match="stopped unexpectedly"):
+        await asyncio.wait_for(pending, 10)
+    for _ in range(2):  # while the thread ends, and after
+        with pytest.raises(RabbitmqLayerError, match=r"I/O thread (has )?stopped"):
+            await layer.send(channel, {"type": "x"})
