@@ -2,133 +2,77 @@
 
 Theory of operation
 -------------------
-One `IOThread` per layer runs a pika `IOLoop` in a daemon thread. On that loop it keeps one `SelectConnection` at
-a time with one channel, and walks an explicit life cycle of small named callbacks:
+One `IOThread` per layer runs a pika `IOLoop` in a daemon thread and keeps two `link.Link`s on it:
 
-    connect -> connection open -> channel open -> confirm mode -> declare groups exchange -> declare queue
-    -> re-bind the groups that have local members -> qos -> consume -> READY
+* the **consumer** link owns the process's exclusive queue: it declares the groups exchange and the queue, binds
+  the groups that have local members, and consumes (`basic.qos` + `basic.consume`, manual acks). It never
+  publishes, so RabbitMQ never blocks it during a memory or disk alarm: deliveries, acks, binds and unbinds go on;
+* the **publisher** link publishes every `send` and `group_send` with publisher confirms (`mandatory`, so a message
+  that reaches no queue comes back and is logged). During an alarm RabbitMQ blocks it: new publishes wait (up to
+  `connect_timeout`), publishes already sent fail with `ConfirmLost` after `connect_timeout`.
 
-(Groups are bound before consuming starts, so once anything arrives after a reconnect, group traffic does too.)
-
-Any failure on the way, or later, closes the connection; the thread then waits a backoff (exponential with jitter,
-capped) and starts again with a *fresh* `SelectConnection` (pika mutates its parameters) on the same queue name.
+Setup steps, in order. Consumer: declare groups exchange -> declare queue -> re-bind the groups that have local
+members -> qos -> consume (groups are bound before consuming starts, so after a reconnect the first delivery implies
+the bindings are back). Publisher: confirm mode (delivery tags restart at 1) -> declare groups exchange.
 
 Who touches what
 ----------------
-* Other threads call only `submit(request)` (and `start`, `stop_and_join`, `is_alive`). `submit` appends to a
-  deque and wakes the loop with `add_callback_threadsafe` only when no wake is already pending, so a burst of
-  requests costs one wake. Everything else in this class runs in the I/O thread.
+* Other threads call only `submit(request)` (and `start`, `stop_and_join`, `is_alive`, `let_go_in_child` in a
+  forked child). `submit` appends to a deque and wakes the loop with `add_callback_threadsafe` only when no wake is
+  already pending, so a burst of requests costs one wake. Everything else runs in the I/O thread.
 * The routing state (`routing.Inbox`: buffers, waiters, membership) is owned by this thread alone.
 * Answers leave through `bridge.LoopReply` and `bridge.Waiter`, which use the callers' own loops.
 
+Size: about 550 lines, above the house's 400, because the request handlers, the two links' setup callbacks and
+the delivery path all act on the same routing state and confirms; the connection life cycle itself is in `link.py`.
+
 Rules
 -----
-* Every callback handed to pika is wrapped by `_guarded`: an exception is logged and never reaches pika (where it
-  would end `ioloop.start()` or tear the connection down).
+* Every callback handed to pika is `guarded`: an exception is logged and never reaches pika.
 * Nothing here blocks: no sleeps, no blocking puts, no waits on other threads.
-* Nobody is left waiting: requests needing the broker are parked while (re)connecting and failed with
-  `BrokerUnavailable` if the attempt fails; unconfirmed publishes fail with `ConfirmLost` when the connection dies;
-  whatever is left when the thread ends is failed with `LayerClosed` (pika drops callbacks silently after its loop
-  is closed, so `submit` checks for a stopped thread itself).
+* Nobody is left waiting: requests wait for a ready link at most `connect_timeout`; in-flight confirms and binds
+  fail when their connection dies; whatever is left when the thread ends is failed with the reason it ended (pika
+  drops callbacks silently after its loop is closed, so `submit` checks for a stopped thread itself).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import random
-import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
-import pika
 import pika.spec
 from channels.exceptions import StopConsumer
 from pika.adapters.select_connection import IOLoop
-from pika.exceptions import AMQPHeartbeatTimeout, ProbableAccessDeniedError, ProbableAuthenticationError
 
 from .bridge import Waiter
 from .config import Settings
 from .envelope import MalformedBody, decode
-from .errors import BrokerRefused, BrokerUnavailable, ConfirmLost, LayerClosed, RabbitmqLayerError
-from .requests import (
-    AwaitReady,
-    Forget,
-    GroupAdd,
-    GroupDiscard,
-    Publish,
-    PutBack,
-    Request,
-    Stop,
-    Take,
-)
+from .errors import BrokerUnavailable, ConfirmLost, LayerClosed, RabbitmqLayerError
+from .link import Link, guarded
+from .requests import AwaitReady, Forget, GroupAdd, GroupDiscard, Publish, PutBack, Request, Stop, Take
 from .routing import Effects, Inbox
 
 logger = logging.getLogger(__name__)
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-RECONNECT_FIRST_DELAY = 0.2  # seconds before the first retry
-RECONNECT_MAX_DELAY = 5.0
 STOP_TIMEOUT = 5.0  # how long a clean close may take before the loop is stopped anyway
 DROP_LOG_WINDOW = 5.0  # seconds over which repeated drops are summed into one log line
 
-# Connection states
-CONNECTING, READY, WAITING, STOPPING = "connecting", "ready", "waiting to reconnect", "stopping"
+_DROP_REASONS = {
+    "capacity": "local_capacity reached while receivers wait; dropped the oldest message of the biggest backlog",
+    "expired": "waited longer than local_expiry; its channel was removed from its groups",
+}
 
 
-def _guarded(method: F) -> F:
-    """Wrap a callback given to pika: log any exception instead of letting it end the loop or the connection."""
-
-    @functools.wraps(method)
-    def guarded(self: Any, *args: Any) -> Any:
-        try:
-            return method(self, *args)
-        except Exception:
-            logger.exception("Error in %s (the I/O thread carries on)", method.__name__)
-            return None
-
-    return guarded  # type: ignore[return-value]
-
-
-def causes(exc: BaseException) -> Iterator[BaseException]:
-    """`exc` and the causes pika wraps inside it, outermost first (its connection errors often print as '')."""
-    while True:
-        yield exc
-        if getattr(exc, "exceptions", None):  # AMQPConnectionWorkflowFailed: one per attempt, the last is latest
-            exc = exc.exceptions[-1]  # type: ignore[attr-defined]
-        elif isinstance(getattr(exc, "exception", None), BaseException):  # AMQPConnector*Error: one phase's cause
-            exc = exc.exception  # type: ignore[attr-defined]
-        elif len(exc.args) == 1 and isinstance(exc.args[0], BaseException):  # AMQPConnectionError(cause)
-            exc = exc.args[0]
-        else:
-            return
-
-
-def describe(exc: BaseException) -> str:
-    """A readable reason for a failed connection: its innermost cause."""
-    *_, cause = causes(exc)
-    return f"{type(cause).__name__}: {cause}" if str(cause) else repr(cause)
-
-
-_REFUSALS = (ProbableAuthenticationError, ProbableAccessDeniedError, ssl.SSLError)
-
-
-def is_refusal(exc: BaseException) -> bool:
-    """Whether RabbitMQ refused us for a reason retrying can't fix until someone acts (credentials, vhost, TLS)."""
-    return any(
-        isinstance(cause, _REFUSALS)
-        # a TLS handshake the server aborted (e.g. no client certificate): pika keeps only the SSLError's text
-        or "[SSL:" in str(cause)
-        for cause in causes(exc)
-    )
+def _nothing() -> None:
+    pass
 
 
 class DropLog:
-    """Logs dropped messages at WARNING: the first at once, the rest of a burst summed per window (I/O thread)."""
+    """Logs dropped messages at WARNING: the first at once, the rest of a burst summed per window."""
 
     def __init__(self, ioloop: IOLoop) -> None:
         self._ioloop = ioloop
@@ -143,7 +87,7 @@ class DropLog:
         else:
             self._counts[reason] = self._counts.get(reason, 0) + 1
 
-    @_guarded
+    @guarded
     def _close_window(self) -> None:
         counts, self._counts = self._counts, {}
         self._window_open = False
@@ -151,88 +95,44 @@ class DropLog:
             logger.warning("Dropped %d more message(s) in the last %gs: %s", count, DROP_LOG_WINDOW, reason)
 
 
-class LivenessWatch:
-    """Declares a connection dead when RabbitMQ has sent nothing for 1.5 heartbeat intervals (I/O thread).
+class PendingConfirms:
+    """Publishes awaiting RabbitMQ's confirm, by delivery tag (both sides count from 1 on each channel)."""
 
-    RabbitMQ sends a heartbeat frame every `heartbeat / 2` seconds, so silence for `1.5 x heartbeat` means three
-    frames missed. Checked every `heartbeat / 4`, a frozen or partitioned broker is noticed within 1.75 heartbeat
-    intervals; pika's own checker (every `heartbeat + 5` s) may take up to `2 x (heartbeat + 5)` s.
-    """
+    def __init__(self) -> None:
+        self._by_tag: dict[int, Publish] = {}
+        self._order: deque[int] = deque()  # tags in publish order; may hold tags already answered singly
+        self.next_tag = 1
 
-    def __init__(self, ioloop: IOLoop, connection: pika.SelectConnection, heartbeat: int) -> None:
-        self._ioloop = ioloop
-        self._connection = connection
-        self._heartbeat = heartbeat
-        self._seen = connection.bytes_received
-        self._seen_at = time.monotonic()
-        self._timer: Any = ioloop.call_later(heartbeat / 4, self._check)
+    def add(self, publish: Publish) -> None:
+        self._by_tag[self.next_tag] = publish
+        self._order.append(self.next_tag)
+        self.next_tag += 1
 
-    def stop(self) -> None:
-        if self._timer is not None:
-            self._ioloop.remove_timeout(self._timer)
-            self._timer = None
-
-    @_guarded
-    def _check(self) -> None:
-        self._timer = None
-        connection, now = self._connection, time.monotonic()
-        if connection.is_closing or connection.is_closed:
+    def settle(self, tag: int, multiple: bool, acked: bool) -> None:
+        if multiple:  # every outstanding tag up to `tag`
+            while self._order and self._order[0] <= tag:
+                publish = self._by_tag.pop(self._order.popleft(), None)
+                if publish is not None:
+                    publish.resolve(acked)
             return
-        if connection.bytes_received != self._seen:
-            self._seen, self._seen_at = connection.bytes_received, now
-        elif now - self._seen_at > 1.5 * self._heartbeat:
-            silence = now - self._seen_at
-            logger.warning(
-                "RabbitMQ sent nothing for %.1fs (heartbeat %ds): dropping the connection", silence, self._heartbeat
-            )
-            # What pika's own heartbeat checker does: abort the stream; on_close_callback follows.
-            connection._terminate_stream(AMQPHeartbeatTimeout(f"no data from RabbitMQ for {silence:.1f}s"))
-            return
-        self._timer = self._ioloop.call_later(self._heartbeat / 4, self._check)
+        publish = self._by_tag.pop(tag, None)
+        if publish is not None:
+            publish.resolve(acked)
+        while self._order and self._order[0] not in self._by_tag:
+            self._order.popleft()
 
+    def fail_all(self, exc: BaseException) -> None:
+        pending, self._by_tag = self._by_tag, {}
+        self._order.clear()
+        for publish in pending.values():
+            publish.fail(exc)
 
-class ParkedRequests:
-    """Requests that need the broker, waiting for a connection, each for at most `timeout` seconds (I/O thread)."""
-
-    def __init__(self, ioloop: IOLoop, timeout: float, on_timeout: Callable[[Request], None]) -> None:
-        self._ioloop = ioloop
-        self._timeout = timeout
-        self._on_timeout = on_timeout
-        self._waiting: deque[tuple[float, Request]] = deque()  # in deadline order: every wait is `timeout` long
-        self._timer: Any = None
-
-    def park(self, request: Request) -> None:
-        self._waiting.append((time.monotonic() + self._timeout, request))
-        if self._timer is None:
-            self._timer = self._ioloop.call_later(self._timeout, self._on_deadline)
-
-    def release(self) -> list[Request]:
-        """Take every waiting request out (to run it, or to fail it)."""
-        if self._timer is not None:
-            self._ioloop.remove_timeout(self._timer)
-            self._timer = None
-        released = [request for _, request in self._waiting]
-        self._waiting.clear()
-        return released
-
-    @_guarded
-    def _on_deadline(self) -> None:
-        self._timer = None
-        now = time.monotonic()
-        while self._waiting and self._waiting[0][0] <= now:
-            self._on_timeout(self._waiting.popleft()[1])
-        if self._waiting:
-            self._timer = self._ioloop.call_later(self._waiting[0][0] - now, self._on_deadline)
-
-
-_DROP_REASONS = {
-    "capacity": "local_capacity reached while receivers wait; dropped the oldest message of the biggest backlog",
-    "expired": "waited longer than local_expiry; its channel was removed from its groups",
-}
+    def __bool__(self) -> bool:
+        return bool(self._by_tag)
 
 
 class IOThread:
-    """Owns the pika connection for one layer. See the module's theory of operation."""
+    """Owns the pika connections for one layer. See the module's theory of operation."""
 
     def __init__(self, settings: Settings, queue_name: str) -> None:
         self.settings = settings
@@ -254,25 +154,46 @@ class IOThread:
             PutBack: self._put_back,
         }
         # Everything below belongs to the I/O thread.
+        name = f"channels_rabbitmq_threaded {queue_name}"
+        self._consumer = Link(
+            "consumer",
+            settings,
+            self._ioloop,
+            f"{name} consumer",
+            setup=self._setup_consumer,
+            on_ready=self._run_released,
+            on_lost=self._consumer_lost,
+            on_stopped=self._link_stopped,
+        )
+        self._publisher = Link(
+            "publisher",
+            settings,
+            self._ioloop,
+            f"{name} publisher",
+            setup=self._setup_publisher,
+            on_ready=self._run_released,
+            on_lost=self._publisher_lost,
+            on_stopped=self._link_stopped,
+            on_blocked=self._publisher_blocked,
+        )
+        self._consumer_ready: Callable[[], None] = _nothing  # set by each setup: tells the link it is ready
+        self._publisher_ready: Callable[[], None] = _nothing
+        self._link_of: dict[type[Request], Link] = {
+            Publish: self._publisher,
+            GroupAdd: self._consumer,
+            GroupDiscard: self._consumer,
+            AwaitReady: self._consumer,
+        }
         self._routing: Inbox[Waiter, int] = Inbox(settings.local_capacity, settings.local_expiry)
         self._drops = DropLog(self._ioloop)
-        self._state = CONNECTING
-        self._connection: pika.SelectConnection | None = None
-        self._channel: Any = None  # pika.channel.Channel of the current connection
-        self._parked = ParkedRequests(self._ioloop, settings.connect_timeout, self._on_park_timeout)
-        self._last_error = "not connected yet"  # why the latest connection attempt failed, for callers
-        self._confirms: dict[int, Publish] = {}  # delivery tag -> publish awaiting its confirm
-        self._confirm_order: deque[int] = deque()
-        self._next_tag = 1
+        self._confirms = PendingConfirms()
+        self._confirm_deadline: Any = None  # timer failing publishes stuck behind a blocked connection
         self._binds: dict[str, list[GroupAdd]] = {}  # group -> requests answered by its bind in flight
         self._rebinds_left = 0
-        self._retry_delay = RECONNECT_FIRST_DELAY
         self._expiry_timer: Any = None
         self._expiry_due: float | None = None
+        self._stopping = False
         self._stop_request: Stop | None = None
-        self._liveness: LivenessWatch | None = None
-        self._attempt = -1  # connection attempts so far; attempt n uses host n modulo the number of hosts
-        self._url = settings.redacted_host(0)  # the (redacted) URL of the current attempt, for log lines
 
     # -- the thread-safe surface -----------------------------------------------------------------------------------
 
@@ -301,25 +222,23 @@ class IOThread:
     def let_go_in_child(self) -> None:
         """In a forked child: close the inherited copies of the parent's sockets, saying nothing to anyone.
 
-        Only file descriptors are closed (no AMQP close, no TCP shutdown), so the parent's connection is untouched;
-        without this, children would keep the parent's TCP connection open after the parent dies, and with it the
-        parent's exclusive queue. Best effort: it reaches into pika's transport for the socket.
+        Only file descriptors are closed (no AMQP close, no TCP shutdown), so the parent's connections are
+        untouched; without this, children would keep a dead parent's connection, and its exclusive queue, alive.
         """
         self._stopped = True
-        connection = self._connection
-        sock = getattr(getattr(connection, "_transport", None), "_sock", None)
-        for close in (getattr(sock, "close", None), self._ioloop.close):
-            try:
-                if close is not None:
-                    close()
-            except Exception:
-                logger.debug("after fork: could not close an inherited descriptor", exc_info=True)
+        self._consumer.let_go_in_child()
+        self._publisher.let_go_in_child()
+        try:
+            self._ioloop.close()
+        except Exception:
+            logger.debug("after fork: could not close the inherited poller", exc_info=True)
 
     # -- the thread ------------------------------------------------------------------------------------------------
 
     def _run(self) -> None:
         try:
-            self._connect()
+            self._consumer.connect()
+            self._publisher.connect()
             self._ioloop.start()
         except BaseException as exc:  # a bug: callbacks are guarded, so this should never happen
             logger.exception("The channel layer's I/O thread stopped unexpectedly")
@@ -328,12 +247,14 @@ class IOThread:
             death = self._death
             self._stopped = True
             self._fail_requests(death)
-            self._fail_inflight(death, death)
+            self._fail_inflight_publishes(death)
+            self._fail_inflight_binds(death)
             waiters, _ = self._routing.close()
             for waiter in waiters:
                 waiter.fail(death)
-            for request in self._parked.release():
-                request.fail(death)
+            for link in (self._consumer, self._publisher):
+                for request in link.parked.release():
+                    request.fail(death)
             self._ioloop.close()
             if self._stop_request is not None:
                 self._stop_request.resolve()
@@ -346,7 +267,7 @@ class IOThread:
                 return
             request.fail(exc)
 
-    @_guarded
+    @guarded
     def _drain(self) -> None:
         self._wake_pending = False  # before popping: a request appended from now on brings its own wake
         while self._requests:
@@ -355,63 +276,37 @@ class IOThread:
 
     def _handle(self, request: Request) -> None:
         try:
-            if request.needs_broker and self._state != READY:
-                if self._state == STOPPING:
+            link = self._link_of.get(type(request))
+            if link is not None and not link.ready:
+                if self._stopping:
                     request.fail(LayerClosed("the channel layer is closed"))
                 else:
-                    self._parked.park(request)
+                    link.parked.park(request)
                 return
             self._handlers[type(request)](request)
         except Exception as exc:
             logger.exception("Error handling %s", type(request).__name__)
             request.fail(RabbitmqLayerError(f"internal error handling {type(request).__name__}: {exc!r}"))
 
-    # -- connection life cycle -------------------------------------------------------------------------------------
+    def _run_released(self, requests: list[Request]) -> None:
+        """A link became ready (or unblocked): run the requests that waited for it."""
+        if self._publisher.ready and self._confirm_deadline is not None:
+            self._ioloop.remove_timeout(self._confirm_deadline)
+            self._confirm_deadline = None
+        for request in requests:
+            self._handle(request)
 
-    @_guarded
-    def _connect(self) -> None:
-        self._state = CONNECTING
-        self._attempt += 1
-        self._url = self.settings.redacted_host(self._attempt)
-        logger.debug("Connecting to RabbitMQ at %s", self._url)
-        try:
-            self._connection = pika.SelectConnection(
-                self.settings.connection_parameters(f"channels_rabbitmq_threaded {self.queue_name}", self._attempt),
-                on_open_callback=self._on_connection_open,
-                on_open_error_callback=self._on_open_error,
-                on_close_callback=self._on_connection_closed,
-                custom_ioloop=self._ioloop,
-            )
-        except Exception as exc:
-            self._on_open_error(None, exc)
+    # -- setup of the two links --------------------------------------------------------------------------------------
 
-    @_guarded
-    def _on_connection_open(self, connection: pika.SelectConnection) -> None:
-        heartbeat = connection.params.heartbeat  # the negotiated value, once the connection is open
-        if heartbeat:
-            self._liveness = LivenessWatch(self._ioloop, connection, heartbeat)
-        connection.channel(on_open_callback=self._on_channel_open)
-
-    @_guarded
-    def _on_channel_open(self, channel: Any) -> None:
-        self._channel = channel
-        channel.add_on_close_callback(self._on_channel_closed)
-        channel.add_on_return_callback(self._on_return)
-        channel.confirm_delivery(self._on_confirm, callback=self._on_confirm_mode)
-
-    @_guarded
-    def _on_confirm_mode(self, _frame: Any) -> None:
-        self._next_tag = 1  # both sides count publishes from 1 on every channel
-        self._channel.exchange_declare(
-            exchange=self.settings.groups_exchange,
-            exchange_type="direct",
-            durable=False,
-            callback=self._on_exchange_declared,
+    def _setup_consumer(self, channel: Any, done: Callable[[], None]) -> None:
+        self._consumer_ready = done
+        channel.exchange_declare(
+            exchange=self.settings.groups_exchange, exchange_type="direct", callback=self._on_exchange_declared
         )
 
-    @_guarded
+    @guarded
     def _on_exchange_declared(self, _frame: Any) -> None:
-        self._channel.queue_declare(
+        self._consumer.channel.queue_declare(
             queue=self.queue_name,
             exclusive=True,
             arguments={
@@ -422,133 +317,109 @@ class IOThread:
             callback=self._on_queue_declared,
         )
 
-    @_guarded
+    @guarded
     def _on_queue_declared(self, _frame: Any) -> None:
         groups = self._routing.membership.groups()  # after a reconnect: the groups that still have local members
         self._rebinds_left = len(groups)
         if not groups:
-            self._on_groups_bound()
+            self._start_consuming()
         for group in groups:
             self._bind(group, self._on_rebound)
 
-    @_guarded
+    @guarded
     def _on_rebound(self, _frame: Any) -> None:
         self._rebinds_left -= 1
         if self._rebinds_left == 0:
-            self._on_groups_bound()
+            self._start_consuming()
 
-    def _on_groups_bound(self) -> None:
-        self._channel.basic_qos(prefetch_count=self.settings.prefetch_count, callback=self._on_qos_set)
+    def _start_consuming(self) -> None:
+        self._consumer.channel.basic_qos(prefetch_count=self.settings.prefetch_count, callback=self._on_qos_set)
 
-    @_guarded
+    @guarded
     def _on_qos_set(self, _frame: Any) -> None:
-        self._channel.basic_consume(self.queue_name, self._on_delivery, callback=self._on_consuming)
+        self._consumer.channel.basic_consume(self.queue_name, self._on_delivery, callback=self._on_consuming)
 
-    @_guarded
+    @guarded
     def _on_consuming(self, _frame: Any) -> None:
-        self._on_ready()
+        self._consumer_ready()
 
-    def _on_ready(self) -> None:
-        self._state = READY
-        self._retry_delay = RECONNECT_FIRST_DELAY
-        logger.info("Connected to RabbitMQ at %s; consuming queue %s", self._url, self.queue_name)
-        for request in self._parked.release():
-            self._handle(request)
+    def _setup_publisher(self, channel: Any, done: Callable[[], None]) -> None:
+        self._publisher_ready = done
+        channel.add_on_return_callback(self._on_return)
+        channel.confirm_delivery(self._on_confirm, callback=self._on_confirm_mode)
 
-    @_guarded
-    def _on_open_error(self, _connection: Any, exc: BaseException) -> None:
-        self._connection = None
-        if self._state == STOPPING:
-            self._ioloop.stop()
-            return
-        reason = f"cannot connect to RabbitMQ at {self._url}: {describe(exc)}"
-        if is_refusal(exc):  # retrying won't help until an operator acts: tell the waiting callers now
-            refused = BrokerRefused(reason)
-            for request in self._parked.release():
-                request.fail(refused)
-        self._lost(reason)
+    @guarded
+    def _on_confirm_mode(self, _frame: Any) -> None:
+        self._confirms = PendingConfirms()  # delivery tags restart at 1 on every channel
+        self._publisher.channel.exchange_declare(
+            exchange=self.settings.groups_exchange, exchange_type="direct", callback=self._on_publisher_declared
+        )
 
-    @_guarded
-    def _on_connection_closed(self, _connection: Any, reason: BaseException) -> None:
-        self._connection = None
-        self._channel = None
-        if self._liveness is not None:
-            self._liveness.stop()
-            self._liveness = None
-        if self._state == STOPPING:
-            self._fail_inflight(LayerClosed("the channel layer was closed before RabbitMQ confirmed"), None)
-            self._ioloop.stop()
-            return
-        self._lost(f"lost the connection to RabbitMQ at {self._url}: {describe(reason)}")
+    @guarded
+    def _on_publisher_declared(self, _frame: Any) -> None:
+        self._publisher_ready()
 
-    @_guarded
-    def _on_channel_closed(self, _channel: Any, reason: BaseException) -> None:
-        connection = self._connection
-        if self._state == STOPPING or connection is None or connection.is_closing or connection.is_closed:
-            return
-        logger.warning("RabbitMQ closed the channel (%s); reconnecting", reason)
-        connection.close()
+    def _publisher_blocked(self) -> None:
+        """RabbitMQ blocks publishing (resource alarm): publishes already sent get no confirm until it ends."""
+        if self._confirms and self._confirm_deadline is None:
+            self._confirm_deadline = self._ioloop.call_later(self.settings.connect_timeout, self._on_confirm_deadline)
 
-    def _lost(self, reason: str) -> None:
-        """The connection failed or ended: answer what was in flight on it, then reconnect after a backoff.
+    @guarded
+    def _on_confirm_deadline(self) -> None:
+        self._confirm_deadline = None
+        if self._publisher.blocked:
+            self._fail_inflight_publishes(
+                ConfirmLost(
+                    f"RabbitMQ has blocked publishing for {self.settings.connect_timeout:g}s "
+                    f"({self._publisher.blocked}); the message may or may not be delivered once the alarm clears"
+                )
+            )
 
-        Parked requests keep waiting for the next connection, each up to `connect_timeout`.
-        """
-        self._state = WAITING
-        self._last_error = reason
-        self._fail_inflight(ConfirmLost(f"{reason}; the message may or may not have been delivered"), None)
+    def _consumer_lost(self, reason: str) -> None:
+        self._fail_inflight_binds(
+            BrokerUnavailable(f"{reason}; the membership is kept and its binding restored on reconnect")
+        )
         lost = self._routing.discard_held()
         if lost:
             logger.warning("%d message(s) received but not yet routed were lost with the connection", lost)
-        delay = self._retry_delay * random.uniform(0.5, 1.0)
-        self._retry_delay = min(self._retry_delay * 2, RECONNECT_MAX_DELAY)
-        logger.warning("%s; retrying in %.2fs", reason, delay)
-        self._ioloop.call_later(delay, self._connect)
 
-    def _fail_inflight(self, confirm_exc: BaseException, bind_exc: BaseException | None) -> None:
-        """Fail the publishes awaiting a confirm and the group_adds awaiting a bind on a connection that is gone."""
-        confirms, self._confirms = self._confirms, {}
-        self._confirm_order.clear()
-        for publish in confirms.values():
-            publish.fail(confirm_exc)
-        bind_exc = bind_exc or BrokerUnavailable(
-            f"{self._last_error}; the membership is kept and its binding restored on reconnect"
-        )
+    def _publisher_lost(self, reason: str) -> None:
+        self._fail_inflight_publishes(ConfirmLost(f"{reason}; the message may or may not have been delivered"))
+
+    def _fail_inflight_publishes(self, exc: BaseException) -> None:
+        self._confirms.fail_all(exc)
+
+    def _fail_inflight_binds(self, exc: BaseException) -> None:
         binds, self._binds = self._binds, {}
         for requests in binds.values():
             for request in requests:
-                request.fail(bind_exc)
-
-    def _on_park_timeout(self, request: Request) -> None:
-        request.fail(
-            BrokerUnavailable(
-                f"no connection to RabbitMQ within {self.settings.connect_timeout:g}s: {self._last_error}"
-            )
-        )
+                request.fail(exc)
 
     # -- requests ----------------------------------------------------------------------------------------------------
 
     def _publish(self, request: Publish) -> None:
-        self._channel.basic_publish(request.exchange, request.routing_key, request.body, mandatory=request.mandatory)
-        tag, self._next_tag = self._next_tag, self._next_tag + 1
-        self._confirms[tag] = request
-        self._confirm_order.append(tag)
+        self._publisher.channel.basic_publish(
+            request.exchange, request.routing_key, request.body, mandatory=request.mandatory
+        )
+        self._confirms.add(request)
 
     def _group_add(self, request: GroupAdd) -> None:
         first = self._routing.add_member(request.group, request.channel, time.monotonic())
         if first:
-            self._binds[request.group] = [request]
-            self._bind(request.group, functools.partial(self._on_bound, request.group, self._binds[request.group]))
+            requests = self._binds[request.group] = [request]
+            self._bind(request.group, lambda _frame: self._on_bound(request.group, requests))
         elif request.group in self._binds:  # its bind is in flight: answer when it is done
             self._binds[request.group].append(request)
         else:
             request.resolve()
 
     def _bind(self, group: str, callback: Callable[[Any], None]) -> None:
-        self._channel.queue_bind(self.queue_name, self.settings.groups_exchange, routing_key=group, callback=callback)
+        self._consumer.channel.queue_bind(
+            self.queue_name, self.settings.groups_exchange, routing_key=group, callback=callback
+        )
 
-    @_guarded
-    def _on_bound(self, group: str, requests: list[GroupAdd], _frame: Any) -> None:
+    @guarded
+    def _on_bound(self, group: str, requests: list[GroupAdd]) -> None:
         if self._binds.get(group) is requests:
             del self._binds[group]
         for request in requests:
@@ -561,38 +432,34 @@ class IOThread:
 
     def _unbind(self, group: str) -> None:
         self._binds.pop(group, None)  # a later group_add binds anew; the bind in flight still answers its own
-        if self._channel is not None and self._channel.is_open:
-            self._channel.queue_unbind(
-                self.queue_name, self.settings.groups_exchange, routing_key=group, callback=self._on_unbound
+        if self._consumer.channel_open:
+            self._consumer.channel.queue_unbind(
+                self.queue_name, self.settings.groups_exchange, routing_key=group, callback=lambda _frame: None
             )
-
-    @_guarded
-    def _on_unbound(self, _frame: Any) -> None:
-        pass
 
     def _await_ready(self, request: AwaitReady) -> None:
         request.resolve()
 
     def _stop(self, request: Stop) -> None:
-        if self._state == STOPPING:
+        if self._stopping:
             request.resolve()  # a second close(): the first one reports the end
             return
-        self._state = STOPPING
+        self._stopping = True
         self._stop_request = request
-        closed = LayerClosed("the channel layer is closed")
-        for parked_request in self._parked.release():
-            parked_request.fail(closed)
         waiters, dropped = self._routing.close()
         for waiter in waiters:
             waiter.fail(StopConsumer())
         if dropped:
             logger.warning("Closing the channel layer dropped %d undelivered message(s)", dropped)
         self._ioloop.call_later(STOP_TIMEOUT, self._ioloop.stop)
-        connection = self._connection
-        if connection is None or connection.is_closing or connection.is_closed:
+        self._consumer.stop()
+        self._publisher.stop()
+
+    def _link_stopped(self) -> None:
+        if self._publisher.state == "stopped":
+            self._fail_inflight_publishes(LayerClosed("the channel layer was closed before RabbitMQ confirmed"))
+        if self._consumer.state == "stopped" and self._publisher.state == "stopped":
             self._ioloop.stop()
-        else:
-            connection.close()
 
     def _take(self, request: Take) -> None:
         self._apply(self._routing.take(request.waiter.channel, request.waiter, time.monotonic()))
@@ -608,9 +475,9 @@ class IOThread:
         now = time.monotonic()
         self._apply(self._routing.put_back(request.channel, request.message, request.expires_at, now))
 
-    # -- deliveries and confirms -------------------------------------------------------------------------------------
+    # -- deliveries, confirms, returns -------------------------------------------------------------------------------
 
-    @_guarded
+    @guarded
     def _on_delivery(self, channel: Any, method: pika.spec.Basic.Deliver, _props: Any, body: bytes) -> None:
         tag: int = method.delivery_tag  # type: ignore[assignment]
         try:
@@ -636,10 +503,9 @@ class IOThread:
         self._apply_rest(effects)
 
     def _apply_rest(self, effects: Effects[Waiter, int]) -> None:
-        channel = self._channel
-        if effects.acks and channel is not None and channel.is_open:
+        if effects.acks and self._consumer.channel_open:
             for tag in effects.acks:
-                channel.basic_ack(tag)
+                self._consumer.channel.basic_ack(tag)
         for drop in effects.drops:
             if drop.reason == "no local member":
                 logger.debug("Group message for %s arrived with no local member; acknowledged", drop.channel)
@@ -656,25 +522,12 @@ class IOThread:
                 self._routing.biggest_backlogs(),
             )
 
-    @_guarded
+    @guarded
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method
-        acked = isinstance(method, pika.spec.Basic.Ack)
-        tag = method.delivery_tag
-        if method.multiple:
-            order = self._confirm_order
-            while order and order[0] <= tag:
-                publish = self._confirms.pop(order.popleft(), None)
-                if publish is not None:
-                    publish.resolve(acked)
-        else:
-            publish = self._confirms.pop(tag, None)
-            if publish is not None:
-                publish.resolve(acked)
-            while self._confirm_order and self._confirm_order[0] not in self._confirms:
-                self._confirm_order.popleft()
+        self._confirms.settle(method.delivery_tag, method.multiple, isinstance(method, pika.spec.Basic.Ack))
 
-    @_guarded
+    @guarded
     def _on_return(self, _channel: Any, method: Any, _props: Any, body: bytes) -> None:
         if method.exchange:  # a group_send that no process is subscribed to: normal for an empty group
             logger.debug(
@@ -705,7 +558,7 @@ class IOThread:
         if due is not None:
             self._expiry_timer = self._ioloop.call_later(max(0.0, due - time.monotonic()), self._on_expiry_due)
 
-    @_guarded
+    @guarded
     def _on_expiry_due(self) -> None:
         self._expiry_timer = None
         self._expiry_due = None

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from channels_rabbitmq_threaded import RabbitmqChannelLayer
+from channels_rabbitmq_threaded import BrokerUnavailable, RabbitmqChannelLayer
 
 from .private_node import PrivateNode, free_port
 from .traffic import PingPong
@@ -135,6 +135,56 @@ async def test_frozen_broker_is_detected_by_heartbeat_and_traffic_resumes(amqp_n
             return waiting.result()
 
         assert await asyncio.wait_for(until_delivered(), 60) == {"type": "after-thaw"}
+    finally:
+        await member.close()
+        await sender.close()
+
+
+@pytest.mark.timeout(120)
+async def test_memory_alarm_blocks_publishing_only_and_traffic_resumes(amqp_node: PrivateNode) -> None:
+    host = f"amqp://guest:guest@127.0.0.1:{amqp_node.port}/%2F"
+    member = RabbitmqChannelLayer(host=host, connect_timeout=1)
+    sender = RabbitmqChannelLayer(host=host, connect_timeout=1)
+    try:
+        channel = await member.new_channel()
+        await member.group_add("alarm", channel)
+        await sender.send(channel, {"type": "before"})
+        assert await member.receive(channel) == {"type": "before"}
+        await asyncio.to_thread(amqp_node.ctl, "set_vm_memory_high_watermark", "0")
+        try:
+
+            async def send_until_refused() -> BrokerUnavailable:
+                while True:  # the alarm takes effect within a moment; then sends fail within connect_timeout
+                    try:
+                        await sender.send(channel, {"type": "during"})
+                    except BrokerUnavailable as exc:
+                        return exc
+
+            refusal = await asyncio.wait_for(send_until_refused(), 60)
+            assert "block" in str(refusal), refusal
+            # The consuming side is not blocked: bindings still change while the alarm lasts.
+            other = await member.new_channel()
+            await asyncio.wait_for(member.group_add("alarm", other), 30)
+            await member.group_discard("alarm", other)
+        finally:
+            await asyncio.to_thread(amqp_node.ctl, "set_vm_memory_high_watermark", "0.4")
+
+        async def until_sent() -> None:
+            while True:
+                try:
+                    await sender.group_send("alarm", {"type": "after"})
+                    return
+                except BrokerUnavailable:
+                    pass
+
+        await asyncio.wait_for(until_sent(), 60)
+
+        async def next_after() -> dict:
+            while (message := await member.receive(channel))["type"] == "during":
+                pass  # a "during" message RabbitMQ took before blocking may arrive
+            return message
+
+        assert await asyncio.wait_for(next_after(), 30) == {"type": "after"}
     finally:
         await member.close()
         await sender.close()

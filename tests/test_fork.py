@@ -10,14 +10,15 @@ from asgiref.sync import async_to_sync
 from channels_rabbitmq_threaded import RabbitmqChannelLayer
 
 
-def child_work(layer: RabbitmqChannelLayer, parent_queue: str, parent_channel: str, parent_socket_fd: int) -> None:
+def child_work(layer: RabbitmqChannelLayer, parent_queue: str, parent_channel: str, parent_fds: list[int]) -> None:
     """Runs in the forked child; raises on any failure."""
-    try:
-        os.fstat(parent_socket_fd)
-    except OSError:
-        pass
-    else:
-        raise AssertionError("the child still holds the parent's broker socket")
+    for fd in parent_fds:
+        try:
+            os.fstat(fd)
+        except OSError:
+            pass
+        else:
+            raise AssertionError("the child still holds one of the parent's broker sockets")
     assert layer.queue_name != parent_queue, "the child must have its own queue"
     channel = async_to_sync(layer.new_channel)()
     async_to_sync(layer.group_add)("forked", channel)
@@ -41,12 +42,14 @@ def in_fork(target, *args) -> int:
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
 
 
-def connected_parent(make_layer) -> tuple[RabbitmqChannelLayer, str, int]:
+def connected_parent(make_layer) -> tuple[RabbitmqChannelLayer, str, list[int]]:
     layer = make_layer()
     channel = async_to_sync(layer.new_channel)()
     async_to_sync(layer.group_add)("forked", channel)
-    socket_fd = layer._io_thread._connection._transport._sock.fileno()
-    return layer, channel, socket_fd
+    async_to_sync(layer.group_send)("forked", {"type": "warm.up"})  # both links are connected now
+    assert async_to_sync(layer.receive)(channel) == {"type": "warm.up"}
+    links = (layer._io_thread._consumer, layer._io_thread._publisher)
+    return layer, channel, [link.connection._transport._sock.fileno() for link in links]
 
 
 def check_parent_unaffected(layer: RabbitmqChannelLayer, channel: str) -> None:
@@ -57,15 +60,15 @@ def check_parent_unaffected(layer: RabbitmqChannelLayer, channel: str) -> None:
 
 
 def test_os_fork(make_layer) -> None:
-    layer, channel, socket_fd = connected_parent(make_layer)
-    assert in_fork(child_work, layer, layer.queue_name, channel, socket_fd) == 0
+    layer, channel, parent_fds = connected_parent(make_layer)
+    assert in_fork(child_work, layer, layer.queue_name, channel, parent_fds) == 0
     check_parent_unaffected(layer, channel)
 
 
 def test_multiprocessing_fork(make_layer) -> None:
-    layer, channel, socket_fd = connected_parent(make_layer)
+    layer, channel, parent_fds = connected_parent(make_layer)
     process = multiprocessing.get_context("fork").Process(
-        target=child_work, args=(layer, layer.queue_name, channel, socket_fd)
+        target=child_work, args=(layer, layer.queue_name, channel, parent_fds)
     )
     process.start()
     process.join(60)

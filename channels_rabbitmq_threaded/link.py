@@ -1,0 +1,365 @@
+"""One AMQP connection with one channel, kept open for the layer's life: the connection life cycle.
+
+Theory of operation
+-------------------
+A `Link` walks an explicit life cycle of small named callbacks, on the I/O thread's pika `IOLoop`:
+
+    connect -> connection open -> channel open -> the owner's setup steps -> READY
+    any failure -> the owner is told (`on_lost`) -> backoff (exponential, jitter, capped) -> connect again
+
+Every attempt builds a *fresh* `SelectConnection` from fresh parameters (pika mutates them) and goes to the next
+host of the list, so a cluster fails over by itself. What the channel is for (declares, binds, confirm mode) is the
+owner's business: it passes `setup(channel, done)`. A link is *ready* when its setup is done and RabbitMQ is not
+blocking it (a resource alarm: `Connection.Blocked`). Requests that need a link that is not ready wait in its
+`ParkedRequests`, each for at most `connect_timeout`; a refusal that retrying can't fix fails them at once.
+
+Rules
+-----
+* Everything here runs in the I/O thread; nothing is thread-safe, nothing blocks.
+* Every callback given to pika goes through `guarded`: an exception is logged and never reaches pika (which would
+  end `ioloop.start()` or tear the connection down).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import pika
+from pika.adapters.select_connection import IOLoop
+from pika.exceptions import AMQPHeartbeatTimeout, ProbableAccessDeniedError, ProbableAuthenticationError
+
+from .config import Settings
+from .errors import BrokerRefused, BrokerUnavailable, LayerClosed
+from .requests import Request
+
+logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+RECONNECT_FIRST_DELAY = 0.2  # seconds before the first retry (times a jitter of 0.5-1)
+RECONNECT_MAX_DELAY = 5.0
+
+# Link states
+CONNECTING, READY, WAITING, STOPPING, STOPPED = "connecting", "ready", "waiting to reconnect", "stopping", "stopped"
+
+
+def guarded(method: F) -> F:
+    """Wrap a callback given to pika: log any exception instead of letting it end the loop or the connection."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any) -> Any:
+        try:
+            return method(self, *args)
+        except Exception:
+            logger.exception("Error in %s (the I/O thread carries on)", method.__name__)
+            return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and the causes pika wraps inside it, outermost first (its connection errors often print as '')."""
+    while True:
+        yield exc
+        if getattr(exc, "exceptions", None):  # AMQPConnectionWorkflowFailed: one per attempt, the last is latest
+            exc = exc.exceptions[-1]  # type: ignore[attr-defined]
+        elif isinstance(getattr(exc, "exception", None), BaseException):  # AMQPConnector*Error: one phase's cause
+            exc = exc.exception  # type: ignore[attr-defined]
+        elif len(exc.args) == 1 and isinstance(exc.args[0], BaseException):  # AMQPConnectionError(cause)
+            exc = exc.args[0]
+        else:
+            return
+
+
+def describe(exc: BaseException) -> str:
+    """A readable reason for a failed connection: its innermost cause."""
+    *_, cause = causes(exc)
+    return f"{type(cause).__name__}: {cause}" if str(cause) else repr(cause)
+
+
+_REFUSALS = (ProbableAuthenticationError, ProbableAccessDeniedError, ssl.SSLError)
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """Whether RabbitMQ refused us for a reason retrying can't fix until someone acts (credentials, vhost, TLS)."""
+    return any(
+        isinstance(cause, _REFUSALS)
+        # a TLS handshake the server aborted (e.g. no client certificate): pika keeps only the SSLError's text
+        or "[SSL:" in str(cause)
+        for cause in causes(exc)
+    )
+
+
+class LivenessWatch:
+    """Declares a connection dead when RabbitMQ has sent nothing for 1.5 heartbeat intervals.
+
+    RabbitMQ sends a heartbeat frame every `heartbeat / 2` seconds, so silence for `1.5 x heartbeat` means three
+    frames missed. Checked every `heartbeat / 4`, a frozen or partitioned broker is noticed within 1.75 heartbeat
+    intervals; pika's own checker (every `heartbeat + 5` s) may take up to `2 x (heartbeat + 5)` s.
+    """
+
+    def __init__(self, ioloop: IOLoop, connection: pika.SelectConnection, heartbeat: int) -> None:
+        self._ioloop = ioloop
+        self._connection = connection
+        self._heartbeat = heartbeat
+        self._seen = connection.bytes_received
+        self._seen_at = time.monotonic()
+        self._timer: Any = ioloop.call_later(heartbeat / 4, self._check)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._ioloop.remove_timeout(self._timer)
+            self._timer = None
+
+    @guarded
+    def _check(self) -> None:
+        self._timer = None
+        connection, now = self._connection, time.monotonic()
+        if connection.is_closing or connection.is_closed:
+            return
+        if connection.bytes_received != self._seen:
+            self._seen, self._seen_at = connection.bytes_received, now
+        elif now - self._seen_at > 1.5 * self._heartbeat:
+            silence = now - self._seen_at
+            logger.warning(
+                "RabbitMQ sent nothing for %.1fs (heartbeat %ds): dropping the connection", silence, self._heartbeat
+            )
+            # What pika's own heartbeat checker does: abort the stream; on_close_callback follows.
+            connection._terminate_stream(AMQPHeartbeatTimeout(f"no data from RabbitMQ for {silence:.1f}s"))
+            return
+        self._timer = self._ioloop.call_later(self._heartbeat / 4, self._check)
+
+
+class ParkedRequests:
+    """Requests waiting for a link to be ready, each for at most `timeout` seconds."""
+
+    def __init__(self, ioloop: IOLoop, timeout: float, on_timeout: Callable[[Request], None]) -> None:
+        self._ioloop = ioloop
+        self._timeout = timeout
+        self._on_timeout = on_timeout
+        self._waiting: deque[tuple[float, Request]] = deque()  # in deadline order: every wait is `timeout` long
+        self._timer: Any = None
+
+    def park(self, request: Request) -> None:
+        self._waiting.append((time.monotonic() + self._timeout, request))
+        if self._timer is None:
+            self._timer = self._ioloop.call_later(self._timeout, self._on_deadline)
+
+    def release(self) -> list[Request]:
+        """Take every waiting request out (to run it, or to fail it)."""
+        if self._timer is not None:
+            self._ioloop.remove_timeout(self._timer)
+            self._timer = None
+        released = [request for _, request in self._waiting]
+        self._waiting.clear()
+        return released
+
+    @guarded
+    def _on_deadline(self) -> None:
+        self._timer = None
+        now = time.monotonic()
+        while self._waiting and self._waiting[0][0] <= now:
+            self._on_timeout(self._waiting.popleft()[1])
+        if self._waiting:
+            self._timer = self._ioloop.call_later(self._waiting[0][0] - now, self._on_deadline)
+
+
+class Link:
+    """One connection and its channel, (re)opened forever. See the module's theory of operation."""
+
+    def __init__(
+        self,
+        role: str,
+        settings: Settings,
+        ioloop: IOLoop,
+        connection_name: str,
+        setup: Callable[[Any, Callable[[], None]], None],
+        on_ready: Callable[[list[Request]], None],
+        on_lost: Callable[[str], None],
+        on_stopped: Callable[[], None],
+        on_blocked: Callable[[], None] | None = None,
+    ) -> None:
+        self.role = role  # "consumer" or "publisher": for log lines
+        self.settings = settings
+        self._ioloop = ioloop
+        self._connection_name = connection_name
+        self._setup = setup  # (channel, done) -> declares what the owner needs, then calls done()
+        self._on_ready = on_ready  # receives the requests that waited for this link
+        self._on_lost = on_lost  # fail what was in flight on the connection that is gone
+        self._on_stopped = on_stopped
+        self._on_blocked_callback = on_blocked  # RabbitMQ started blocking this connection
+        self.state = CONNECTING
+        self.connection: pika.SelectConnection | None = None
+        self.channel: Any = None  # the pika Channel of the current connection, once open
+        self.blocked: str | None = None  # RabbitMQ's reason while it blocks this connection (resource alarm)
+        self.last_error = "not connected yet"  # why the latest attempt failed or the latest connection ended
+        self.parked = ParkedRequests(ioloop, settings.connect_timeout, self._on_park_timeout)
+        self._attempt = -1  # attempt n uses host n modulo the number of hosts
+        self.url = settings.redacted_host(0)  # the (redacted) URL of the current attempt, for log lines
+        self._retry_delay = RECONNECT_FIRST_DELAY
+        self._liveness: LivenessWatch | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.state == READY and self.blocked is None
+
+    @property
+    def channel_open(self) -> bool:
+        return self.channel is not None and self.channel.is_open
+
+    # -- life cycle ----------------------------------------------------------------------------------------------
+
+    @guarded
+    def connect(self) -> None:
+        if self.state in (STOPPING, STOPPED):
+            return
+        self.state = CONNECTING
+        self._attempt += 1
+        self.url = self.settings.redacted_host(self._attempt)
+        logger.debug("Connecting the %s link to RabbitMQ at %s", self.role, self.url)
+        try:
+            self.connection = pika.SelectConnection(
+                self.settings.connection_parameters(self._connection_name, self._attempt),
+                on_open_callback=self._on_connection_open,
+                on_open_error_callback=self._on_open_error,
+                on_close_callback=self._on_connection_closed,
+                custom_ioloop=self._ioloop,
+            )
+        except Exception as exc:
+            self._on_open_error(None, exc)
+
+    @guarded
+    def _on_connection_open(self, connection: pika.SelectConnection) -> None:
+        heartbeat = connection.params.heartbeat  # the negotiated value, once the connection is open
+        if heartbeat:
+            self._liveness = LivenessWatch(self._ioloop, connection, heartbeat)
+        connection.add_on_connection_blocked_callback(self._on_blocked)
+        connection.add_on_connection_unblocked_callback(self._on_unblocked)
+        connection.channel(on_open_callback=self._on_channel_open)
+
+    @guarded
+    def _on_channel_open(self, channel: Any) -> None:
+        self.channel = channel
+        channel.add_on_close_callback(self._on_channel_closed)
+        self._setup(channel, self._on_setup_done)
+
+    def _on_setup_done(self) -> None:
+        self.state = READY
+        self._retry_delay = RECONNECT_FIRST_DELAY
+        logger.info("Connected the %s link to RabbitMQ at %s", self.role, self.url)
+        self._on_ready(self.parked.release())
+
+    @guarded
+    def _on_open_error(self, _connection: Any, exc: BaseException) -> None:
+        self.connection = None
+        if self.state == STOPPING:
+            self._stopped()
+            return
+        reason = f"cannot connect to RabbitMQ at {self.url}: {describe(exc)}"
+        if is_refusal(exc):  # retrying won't help until an operator acts: tell the waiting callers now
+            refused = BrokerRefused(reason)
+            for request in self.parked.release():
+                request.fail(refused)
+        self._lost(reason)
+
+    @guarded
+    def _on_connection_closed(self, _connection: Any, reason: BaseException) -> None:
+        self.connection = None
+        self.channel = None
+        self.blocked = None
+        if self._liveness is not None:
+            self._liveness.stop()
+            self._liveness = None
+        if self.state == STOPPING:
+            self._stopped()
+            return
+        self._lost(f"lost the connection to RabbitMQ at {self.url}: {describe(reason)}")
+
+    @guarded
+    def _on_channel_closed(self, _channel: Any, reason: BaseException) -> None:
+        connection = self.connection
+        if self.state == STOPPING or connection is None or connection.is_closing or connection.is_closed:
+            return
+        logger.warning("RabbitMQ closed the %s channel (%s); reconnecting", self.role, reason)
+        connection.close()
+
+    def _lost(self, reason: str) -> None:
+        """The connection failed or ended: the owner fails what was in flight; reconnect after a backoff.
+
+        Parked requests keep waiting for the next connection, each up to `connect_timeout`.
+        """
+        self.state = WAITING
+        self.last_error = reason
+        self._on_lost(reason)
+        delay = self._retry_delay * random.uniform(0.5, 1.0)
+        self._retry_delay = min(self._retry_delay * 2, RECONNECT_MAX_DELAY)
+        logger.warning("%s; retrying in %.2fs", reason, delay)
+        self._ioloop.call_later(delay, self.connect)
+
+    def _on_park_timeout(self, request: Request) -> None:
+        waited = self.settings.connect_timeout
+        if self.blocked:
+            why = f"RabbitMQ kept blocking publishers for {waited:g}s ({self.blocked})"
+        else:
+            why = f"no connection to RabbitMQ within {waited:g}s: {self.last_error}"
+        request.fail(BrokerUnavailable(why))
+
+    # -- resource alarms ------------------------------------------------------------------------------------------
+
+    @guarded
+    def _on_blocked(self, _connection: Any, frame: Any) -> None:
+        self.blocked = getattr(frame.method, "reason", "") or "resource alarm"
+        logger.warning(
+            "RabbitMQ blocks the %s connection: %s; its requests wait (each up to %gs)",
+            self.role,
+            self.blocked,
+            self.settings.connect_timeout,
+        )
+        if self._on_blocked_callback is not None:
+            self._on_blocked_callback()
+
+    @guarded
+    def _on_unblocked(self, _connection: Any, _frame: Any) -> None:
+        logger.info("RabbitMQ unblocked the %s connection", self.role)
+        self.blocked = None
+        if self.state == READY:
+            self._on_ready(self.parked.release())
+
+    # -- the end ----------------------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Fail waiting requests and close the connection; `on_stopped` follows once it is closed."""
+        already_closed = self.connection is None or self.connection.is_closed
+        closing = self.connection is not None and self.connection.is_closing
+        self.state = STOPPING
+        closed = LayerClosed("the channel layer is closed")
+        for request in self.parked.release():
+            request.fail(closed)
+        if already_closed:
+            self._stopped()
+        elif not closing:
+            self.connection.close()  # type: ignore[union-attr]
+
+    def _stopped(self) -> None:
+        if self.state != STOPPED:
+            self.state = STOPPED
+            self._on_stopped()
+
+    def let_go_in_child(self) -> None:
+        """In a forked child: close the inherited copy of this link's socket, sending nothing.
+
+        Best effort: it reaches into pika's transport for the socket.
+        """
+        sock = getattr(getattr(self.connection, "_transport", None), "_sock", None)
+        try:
+            if sock is not None:
+                sock.close()
+        except Exception:
+            logger.debug("after fork: could not close an inherited socket", exc_info=True)
