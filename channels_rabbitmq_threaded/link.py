@@ -300,7 +300,7 @@ class Link:
         self._on_lost(reason)
         delay = self._retry_delay * random.uniform(0.5, 1.0)
         self._retry_delay = min(self._retry_delay * 2, RECONNECT_MAX_DELAY)
-        logger.warning("%s; retrying in %.2fs", reason, delay)
+        logger.warning("%s; retrying in %.2fs (%s link)", reason, delay, self.role)
         self._ioloop.call_later(delay, self.connect)
 
     def _on_park_timeout(self, request: Request) -> None:

@@ -71,6 +71,24 @@ loopback_users = none
         node.stop()
 
 
+@pytest.fixture(scope="session")
+def amqp_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateNode]:
+    """A private plain-AMQP node (on `node.port`) for tests that cut, restart, kill, freeze or alarm a broker."""
+    node = start_amqp_node(tmp_path_factory.mktemp("amqp-node"))
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+def start_amqp_node(base: Path) -> PrivateNode:
+    port = free_port()
+    node = PrivateNode(base, f"crt_amqp_{os.getpid()}", f"listeners.tcp.default = {port}\n")
+    node.port = port
+    node.start()
+    return node
+
+
 @pytest.fixture
 def client_ssl_context(certificates: Path) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=str(certificates / "ca.cert"))

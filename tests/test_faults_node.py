@@ -8,29 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
 from channels_rabbitmq_threaded import BrokerUnavailable, RabbitmqChannelLayer
 
-from .private_node import PrivateNode, free_port
+from .private_node import PrivateNode
 from .traffic import PingPong
-
-
-@pytest.fixture(scope="module")
-def amqp_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateNode]:
-    port = free_port()
-    node = PrivateNode(
-        tmp_path_factory.mktemp("amqp-node"), f"crt_amqp_{os.getpid()}", f"listeners.tcp.default = {port}\n"
-    )
-    node.port = port
-    node.start()
-    try:
-        yield node
-    finally:
-        node.stop()
 
 
 def restart(node: PrivateNode) -> None:
