@@ -19,7 +19,13 @@ from .private_node import PrivateNode
 async def test_foreign_bodies_are_logged_dropped_and_consumption_goes_on(layer, caplog) -> None:
     caplog.set_level(logging.WARNING)
     channel = await layer.new_channel()
-    garbage = [b"\xc1 not msgpack", b"\x93\x01\x02\x03", b"\x81\xa1a\x01", b"\x82\xb0__asgi_channel__\x01\xa1a\x01"]
+    garbage = [
+        b"\xc1 not msgpack",
+        b"\x93\x01\x02\x03",  # a list
+        b"\x81\xa1a\x01",  # a map without recipient
+        b"\x82\xb0__asgi_channel__\x01\xa1a\x01",  # a recipient that is not a str
+        b"\xc1" * 8_000_000,  # huge
+    ]
 
     def publish_garbage() -> None:  # another client publishing straight to our queue
         connection = pika.BlockingConnection(pika.URLParameters(HOST))
