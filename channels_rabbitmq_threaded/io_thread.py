@@ -52,7 +52,7 @@ from .bridge import Waiter
 from .config import Settings
 from .envelope import MalformedBody, decode
 from .errors import BrokerUnavailable, ConfirmLost, LayerClosed, RabbitmqLayerError
-from .link import Link, guarded
+from .link import STOPPED, Link, guarded
 from .requests import AwaitReady, Forget, GroupAdd, GroupDiscard, Publish, PutBack, Request, Stop, Take
 from .routing import Effects, Inbox
 
@@ -456,9 +456,9 @@ class IOThread:
         self._publisher.stop()
 
     def _link_stopped(self) -> None:
-        if self._publisher.state == "stopped":
+        if self._publisher.state == STOPPED:
             self._fail_inflight_publishes(LayerClosed("the channel layer was closed before RabbitMQ confirmed"))
-        if self._consumer.state == "stopped" and self._publisher.state == "stopped":
+        if self._consumer.state == STOPPED and self._publisher.state == STOPPED:
             self._ioloop.stop()
 
     def _take(self, request: Take) -> None:

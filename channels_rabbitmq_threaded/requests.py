@@ -3,22 +3,20 @@
 Theory of operation: a caller builds a request, hands it to `IOThread.submit` and awaits its `LoopReply` (if it
 has one). The I/O thread runs it (`io_thread.IOThread._handlers` maps each type to its handler) or, when it can't,
 calls `fail(exc)`: every request is answered exactly once, whatever happens to the connection or the thread.
-`needs_broker` requests wait (parked in the I/O thread) while the connection is being (re)established and fail if
-that attempt fails; the others only touch in-memory routing state and run at once.
+Requests that need a connection (`io_thread.IOThread._link_of` says which one) wait while it is not ready, each up
+to `connect_timeout`; the others only touch in-memory routing state and run at once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from .bridge import LoopReply, Waiter
 
 
 @dataclass(slots=True)
 class Request:
-    needs_broker: ClassVar[bool] = False
-
     def fail(self, exc: BaseException) -> None:
         """Answer the caller with `exc` (requests without a caller have nothing to answer)."""
 
@@ -40,7 +38,6 @@ class _Answered(Request):
 class Publish(_Answered):
     """Publish `body` with a publisher confirm; answered True (ack) or False (nack: a queue was full)."""
 
-    needs_broker: ClassVar[bool] = True
     exchange: str = ""
     routing_key: str = ""
     body: bytes = b""
@@ -49,7 +46,6 @@ class Publish(_Answered):
 
 @dataclass(slots=True)
 class _MembershipChange(_Answered):
-    needs_broker: ClassVar[bool] = True
     group: str = ""
     channel: str = ""
 
@@ -67,8 +63,6 @@ class GroupDiscard(_MembershipChange):
 @dataclass(slots=True)
 class AwaitReady(_Answered):
     """Answered once the queue is declared and consumed (at once when it already is)."""
-
-    needs_broker: ClassVar[bool] = True
 
 
 @dataclass(slots=True)
