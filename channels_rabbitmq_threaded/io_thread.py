@@ -548,15 +548,19 @@ class IOThread:
     # -- local expiry ------------------------------------------------------------------------------------------------
 
     def _schedule_expiry(self) -> None:
+        """Arm the one expiry timer for the oldest message in memory, unless it is armed for that time or earlier.
+
+        An armed timer is never cancelled when its message is taken: it fires once, finds nothing due and re-arms
+        (or not). Cancelling and re-arming per message would cost a timer per message, and pika keeps cancelled
+        timers in its heap until their deadline.
+        """
         due = self._routing.next_expiry()
-        if due == self._expiry_due:
+        if due is None or (self._expiry_due is not None and self._expiry_due <= due):
             return
-        if self._expiry_timer is not None:
+        if self._expiry_timer is not None:  # the oldest message is now older than the one the timer is armed for
             self._ioloop.remove_timeout(self._expiry_timer)
-            self._expiry_timer = None
         self._expiry_due = due
-        if due is not None:
-            self._expiry_timer = self._ioloop.call_later(max(0.0, due - time.monotonic()), self._on_expiry_due)
+        self._expiry_timer = self._ioloop.call_later(max(0.0, due - time.monotonic()), self._on_expiry_due)
 
     @guarded
     def _on_expiry_due(self) -> None:

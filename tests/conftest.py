@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import pika
 import pytest
 
 from channels_rabbitmq_threaded import RabbitmqChannelLayer
@@ -15,6 +17,20 @@ from .private_node import PrivateNode, free_port
 
 HOST = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 ROOT = Path(__file__).resolve().parent.parent
+# Each test session uses its own groups exchange on the shared broker, so that two sessions running at once (tox in
+# parallel, two developers) never receive each other's group messages. Removed at the end of the session.
+TEST_EXCHANGE = f"test-groups-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_test_exchanges() -> Iterator[None]:
+    yield
+    connection = pika.BlockingConnection(pika.URLParameters(HOST))
+    try:
+        for suffix in ("", "-1", "-2"):
+            connection.channel().exchange_delete(TEST_EXCHANGE + suffix)
+    finally:
+        connection.close()
 
 
 @pytest.fixture
@@ -24,6 +40,7 @@ def make_layer() -> Iterator:
 
     def make(**options: object) -> RabbitmqChannelLayer:
         options.setdefault("host", HOST)
+        options.setdefault("groups_exchange", TEST_EXCHANGE)
         layer = RabbitmqChannelLayer(**options)
         layers.append(layer)
         return layer

@@ -14,7 +14,7 @@ import pytest
 
 from channels_rabbitmq_threaded import BrokerUnavailable, RabbitmqChannelLayer
 
-from .conftest import HOST
+from .conftest import HOST, TEST_EXCHANGE
 from .private_node import PrivateNode
 from .traffic import PingPong
 
@@ -102,8 +102,10 @@ async def test_frozen_broker_is_detected_by_heartbeat_and_the_layer_moves_to_the
     The other broker is the machine's own, used only as an ordinary client (it is never reconfigured).
     """
     frozen_url = f"amqp://guest:guest@127.0.0.1:{amqp_node.port}/%2F"
-    member = RabbitmqChannelLayer(host=[frozen_url, HOST], heartbeat=2, connect_timeout=1)
-    sender = RabbitmqChannelLayer(host=HOST)
+    member = RabbitmqChannelLayer(
+        host=[frozen_url, HOST], heartbeat=2, connect_timeout=1, groups_exchange=TEST_EXCHANGE
+    )
+    sender = RabbitmqChannelLayer(host=HOST, groups_exchange=TEST_EXCHANGE)
     channel = await member.new_channel()
     await member.group_add("frozen", channel)
     waiting = asyncio.ensure_future(member.receive(channel))

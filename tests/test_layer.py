@@ -11,6 +11,8 @@ from channels.exceptions import ChannelFull, StopConsumer
 
 from channels_rabbitmq_threaded import BrokerRefused, BrokerUnavailable, LayerClosed, RabbitmqChannelLayer
 
+from .conftest import TEST_EXCHANGE
+
 
 async def test_round_trip(layer) -> None:
     channel = await layer.new_channel()
@@ -145,7 +147,7 @@ async def test_group_send_right_after_group_add_reaches_the_member(make_layer) -
 
 
 async def test_groups_exchange_isolates(make_layer) -> None:
-    one, two = make_layer(groups_exchange="test-iso-1"), make_layer(groups_exchange="test-iso-2")
+    one, two = make_layer(groups_exchange=f"{TEST_EXCHANGE}-1"), make_layer(groups_exchange=f"{TEST_EXCHANGE}-2")
     a, b = await one.new_channel(), await two.new_channel()
     await one.group_add("same", a)
     await two.group_add("same", b)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 
-from .conftest import HOST
+from .conftest import HOST, TEST_EXCHANGE
 
 
-def member_process(group: str, names, ready, done) -> None:
+def member_process(exchange: str, group: str, names, ready, done) -> None:
     """Another process: joins `group`, reports its channel, then receives two messages and echoes them back."""
     from channels_rabbitmq_threaded import RabbitmqChannelLayer
 
     async def main() -> None:
-        layer = RabbitmqChannelLayer(host=HOST)
+        layer = RabbitmqChannelLayer(host=HOST, groups_exchange=exchange)
         channel = await layer.new_channel()
         await layer.group_add(group, channel)
         names.put(channel)
@@ -32,7 +32,7 @@ async def test_group_send_reaches_members_in_two_other_processes(layer) -> None:
     names, ready_events, done_events, processes = context.Queue(), [], [], []
     for _ in range(2):
         ready, done = context.Event(), context.Event()
-        process = context.Process(target=member_process, args=("two-procs", names, ready, done))
+        process = context.Process(target=member_process, args=(TEST_EXCHANGE, "two-procs", names, ready, done))
         process.start()
         ready_events.append(ready)
         done_events.append(done)
