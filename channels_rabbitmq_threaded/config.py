@@ -9,6 +9,7 @@ builds fresh parameters for every connection attempt.
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import re
 import ssl
@@ -36,6 +37,8 @@ OPTION_NAMES = (
     "connect_timeout",
     "heartbeat",
     "max_message_size",
+    "capacity",
+    "channel_capacity",
 )
 
 RABBITMQ_MAX_MESSAGE_SIZE = 128 * 1024 * 1024  # RabbitMQ's default `max_message_size` (3.8 and later)
@@ -57,6 +60,8 @@ class Settings:
     connect_timeout: float
     heartbeat: int | None
     max_message_size: int
+    capacity: int
+    channel_capacity: tuple[tuple[re.Pattern[str], int], ...]  # compiled once, in the order given
 
     @classmethod
     def from_options(
@@ -73,6 +78,8 @@ class Settings:
         connect_timeout: float = 10,
         heartbeat: int | None = None,
         max_message_size: int = RABBITMQ_MAX_MESSAGE_SIZE,
+        capacity: int = 100,
+        channel_capacity: dict[str | re.Pattern[str], int] | None = None,
         **unknown: Any,
     ) -> Settings:
         if unknown:
@@ -95,6 +102,8 @@ class Settings:
             connect_timeout=_positive_seconds("connect_timeout", connect_timeout),
             heartbeat=None if heartbeat is None else _int_at_least("heartbeat", heartbeat, 0),
             max_message_size=_positive_int("max_message_size", max_message_size),
+            capacity=_positive_int("capacity", capacity),
+            channel_capacity=_compile_capacities(channel_capacity),
         )
         return settings
 
@@ -113,6 +122,13 @@ class Settings:
             "product": "channels_rabbitmq_threaded",
         }
         return params
+
+    def capacity_of(self, channel: str) -> int:
+        """The most messages `channel` may hold in memory: the first matching `channel_capacity`, else `capacity`."""
+        for pattern, value in self.channel_capacity:
+            if pattern.match(channel):
+                return value
+        return self.capacity
 
     def redacted_host(self, attempt: int = 0) -> str:
         """The URL of attempt number `attempt` with its password replaced by `***`: the only form ever logged."""
@@ -165,6 +181,24 @@ def _check_exchange(name: object) -> str:
             "(1-255 letters, digits, '-', '_', '.', ':'; not starting with 'amq.')"
         )
     return name
+
+
+def _compile_capacities(
+    channel_capacity: dict[str | re.Pattern[str], int] | None,
+) -> tuple[tuple[re.Pattern[str], int], ...]:
+    """As channels_redis: keys are glob strings (`"http.response!*"`) or compiled regexes; first match wins."""
+    if channel_capacity is None:
+        return ()
+    if not isinstance(channel_capacity, dict):
+        raise TypeError(f"channel_capacity must be a dict, not {type(channel_capacity).__name__}")
+    compiled = []
+    for pattern, value in channel_capacity.items():
+        if isinstance(pattern, str):
+            pattern = re.compile(fnmatch.translate(pattern))
+        elif not isinstance(pattern, re.Pattern):
+            raise TypeError(f"channel_capacity keys must be glob strings or compiled regexes, not {pattern!r}")
+        compiled.append((pattern, _positive_int(f"channel_capacity[{pattern.pattern!r}]", value)))
+    return tuple(compiled)
 
 
 def _positive_int(option: str, value: object) -> int:

@@ -67,7 +67,8 @@ class RabbitmqChannelLayer(BaseChannelLayer):
 
     def __init__(self, **options: Any) -> None:
         self.settings = Settings.from_options(**options)
-        super().__init__(expiry=self.settings.expiry)
+        super().__init__(expiry=self.settings.expiry, capacity=self.settings.capacity)
+        self.channel_capacity = list(self.settings.channel_capacity)  # compiled, so get_capacity() works
         self.group_expiry = self.settings.group_expiry
         self.queue_name = _new_queue_name()
         self._io_thread: IOThread | None = None

@@ -64,6 +64,7 @@ DROP_LOG_WINDOW = 5.0  # seconds over which repeated drops are summed into one l
 _DROP_REASONS = {
     "capacity": "local_capacity reached while receivers wait; dropped the oldest message of the biggest backlog",
     "expired": "waited longer than local_expiry; its channel was removed from its groups",
+    "channel capacity": "the channel holds its capacity (capacity/channel_capacity); dropped its oldest message",
 }
 
 
@@ -184,7 +185,9 @@ class IOThread:
             GroupDiscard: self._consumer,
             AwaitReady: self._consumer,
         }
-        self._routing: Inbox[Waiter, int] = Inbox(settings.local_capacity, settings.local_expiry)
+        self._routing: Inbox[Waiter, int] = Inbox(
+            settings.local_capacity, settings.local_expiry, settings.group_expiry, settings.capacity_of
+        )
         self._drops = DropLog(self._ioloop)
         self._confirms = PendingConfirms()
         self._confirm_deadline: Any = None  # timer failing publishes stuck behind a blocked connection
@@ -512,6 +515,12 @@ class IOThread:
             else:
                 detail = f"channel {drop.channel}: {_DROP_REASONS[drop.reason]}"
                 self._drops.log(drop.reason, f"{detail}; biggest backlogs: {self._routing.biggest_backlogs()}")
+        if effects.memberships_expired:
+            logger.info(
+                "%d group membership(s) expired: not renewed by group_add for group_expiry (%gs)",
+                effects.memberships_expired,
+                self.settings.group_expiry,
+            )
         for group in effects.unbind:
             self._unbind(group)
         if effects.paused:

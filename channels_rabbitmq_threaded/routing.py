@@ -19,9 +19,12 @@ I/O thread) carries out:
       `prefetch_count` deliveries are unacknowledged, the backlog grows on the broker up to its length limit, and
       senders get `ChannelFull`. Held deliveries are routed and acknowledged, in order, as soon as room is made or
       a receiver starts waiting;
+* each channel holds at most `channel_capacity(channel)` messages (the `capacity`/`channel_capacity` options):
+  beyond it its oldest is dropped (`Drop(reason="channel capacity")`);
 * a message that waits longer than `expiry` (the `local_expiry` option) is dropped (`Drop(reason="expired")`), and
   its channel is removed from all its groups (the Channels spec's persistence rule): a group left with no local
   member is listed in `Effects.unbind`;
+* a membership ends `group_expiry` seconds after its last `add` (the spec's `group_expiry`), with the same unbind;
 * a receiver whose message could not be given to it (its loop closed, or it was cancelled) puts it back at the
   head of its channel with `put_back`.
 
@@ -34,7 +37,10 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
+import sys
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -79,7 +85,7 @@ class Drop:
     """A message this process accepted and will not deliver, and why: for the log."""
 
     channel: str
-    reason: str  # "capacity", "expired" or "no local member"
+    reason: str  # "capacity", "channel capacity", "expired" or "no local member"
 
 
 @dataclass(slots=True)
@@ -90,6 +96,7 @@ class Effects(Generic[W, T]):
     acks: list[T] = field(default_factory=list)
     drops: list[Drop] = field(default_factory=list)
     unbind: list[str] = field(default_factory=list)
+    memberships_expired: int = 0  # memberships dropped for being older than group_expiry
     paused: bool = False  # this call started holding deliveries (capacity reached, nobody waiting)
 
 
@@ -97,8 +104,9 @@ class GroupMembership:
     """Which local channels are in which group, and since when."""
 
     def __init__(self) -> None:
-        self._members: dict[str, dict[str, float]] = {}  # group -> {channel: time added}
+        self._members: dict[str, dict[str, float]] = {}  # group -> {channel: time of the last group_add}
         self._groups_of: dict[str, set[str]] = {}  # channel -> groups
+        self._by_age: list[tuple[float, str, str]] = []  # heap of (added, group, channel); stale when re-added
 
     def add(self, group: str, channel: str, now: float) -> bool:
         """Add (or refresh) a membership. True when `group` had no local member before: bind it."""
@@ -108,7 +116,25 @@ class GroupMembership:
             members = self._members[group] = {}
         members[channel] = now
         self._groups_of.setdefault(channel, set()).add(group)
+        heapq.heappush(self._by_age, (now, group, channel))
         return first
+
+    def oldest(self) -> float | None:
+        """When the least recently added membership was added (None: no membership)."""
+        by_age = self._by_age
+        while by_age and self._members.get(by_age[0][1], {}).get(by_age[0][2]) != by_age[0][0]:
+            heapq.heappop(by_age)  # discarded, or refreshed by a later group_add
+        return by_age[0][0] if by_age else None
+
+    def expire(self, added_before: float) -> tuple[int, list[str]]:
+        """Drop memberships last added before `added_before`: how many, and the groups left with no member."""
+        dropped, emptied = 0, []
+        while (oldest := self.oldest()) is not None and oldest < added_before:
+            _, group, channel = heapq.heappop(self._by_age)
+            dropped += 1
+            if self.discard(group, channel):
+                emptied.append(group)
+        return dropped, emptied
 
     def discard(self, group: str, channel: str) -> bool:
         """Remove a membership if present. True when that left `group` with no local member: unbind it."""
@@ -146,9 +172,17 @@ class GroupMembership:
 class Inbox(Generic[W, T]):
     """Everything the process holds for its local channels. See the module's theory of operation."""
 
-    def __init__(self, capacity: int, expiry: float) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        expiry: float,
+        group_expiry: float = math.inf,
+        channel_capacity: Callable[[str], int] = lambda _channel: sys.maxsize,
+    ) -> None:
         self.capacity = capacity
         self.expiry = expiry
+        self.group_expiry = group_expiry
+        self.channel_capacity = channel_capacity  # the most messages one channel may hold in memory
         self.membership = GroupMembership()
         self._buffers: dict[str, ChannelBuffer[W]] = {}
         self._held: deque[tuple[T, Recipient, Message]] = deque()
@@ -222,17 +256,23 @@ class Inbox(Generic[W, T]):
     # -- time --------------------------------------------------------------------------------------------------
 
     def expire(self, now: float) -> Effects[W, T]:
-        """Drop every message older than `expiry`; then route held deliveries into the room made."""
+        """Drop messages older than `expiry` and memberships older than `group_expiry`; refill from held ones."""
         effects: Effects[W, T] = Effects()
         self._expire(now, effects)
+        effects.memberships_expired, emptied = self.membership.expire(now - self.group_expiry)
+        effects.unbind.extend(emptied)
         self._release_held(now, effects)
         return effects
 
     def next_expiry(self) -> float | None:
-        """When the oldest message in memory expires (None: nothing in memory). Call `expire` then."""
+        """When the next message or membership expires (None: nothing will). Call `expire` then."""
         while self._expiries and not self._expiries[0][2].holders:
             heapq.heappop(self._expiries)
-        return self._expiries[0][0] if self._expiries else None
+        message = self._expiries[0][0] if self._expiries else math.inf
+        oldest_membership = self.membership.oldest()
+        membership = math.inf if oldest_membership is None else oldest_membership + self.group_expiry
+        due = min(message, membership)
+        return None if due == math.inf else due
 
     # -- groups ------------------------------------------------------------------------------------------------
 
@@ -305,6 +345,8 @@ class Inbox(Generic[W, T]):
                 buffer.messages.append(buffered)
         if buffered.holders:
             self._remember(buffered)
+            for channel in buffered.holders[:]:
+                self._bound_channel(channel, effects)
             self._shed(effects)
 
     def _buffer(self, channel: str) -> ChannelBuffer[W]:
@@ -318,6 +360,13 @@ class Inbox(Generic[W, T]):
     ) -> None:
         self._waiting -= 1
         effects.handoffs.append(Handoff(buffer.waiters.popleft(), channel, message, expires_at))
+
+    def _bound_channel(self, channel: str, effects: Effects[W, T]) -> None:
+        """A channel over its own capacity loses its oldest messages (as channels_redis's bounded buffers do)."""
+        buffer = self._buffers[channel]
+        while len(buffer.messages) > self.channel_capacity(channel):
+            self._release_holder(buffer.messages.popleft(), channel)
+            effects.drops.append(Drop(channel, "channel capacity"))
 
     def _remember(self, buffered: _Buffered) -> None:
         self._in_memory += 1

@@ -53,6 +53,10 @@ def test_unknown_options_are_named() -> None:
         ({"connect_timeout": None}, TypeError, "connect_timeout must be a number"),
         ({"connect_timeout": -1}, ValueError, "connect_timeout must be a positive"),
         ({"heartbeat": 2.5}, TypeError, "heartbeat must be an int"),
+        ({"capacity": 0}, ValueError, "capacity must be at least 1"),
+        ({"channel_capacity": [("a", 1)]}, TypeError, "channel_capacity must be a dict"),
+        ({"channel_capacity": {5: 1}}, TypeError, "glob strings or compiled regexes"),
+        ({"channel_capacity": {"a*": 0}}, ValueError, "channel_capacity"),
         ({"heartbeat": -1}, ValueError, "heartbeat must be at least 0"),
     ],
 )
@@ -88,6 +92,18 @@ def test_a_list_of_hosts_is_tried_in_turn() -> None:
     settings = Settings.from_options(host=["amqp://u:p@a/", "amqp://u:p@b:5673/"])
     assert [settings.connection_parameters("n", attempt).host for attempt in range(3)] == ["a", "b", "a"]
     assert settings.redacted_host(1) == "amqp://u:***@b:5673/"
+
+
+def test_channel_capacity_globs_and_regexes_first_match_wins() -> None:
+    import re
+
+    settings = Settings.from_options(
+        capacity=7, channel_capacity={"http.response!*": 10, re.compile(r"^chat\."): 20, "*": 30}
+    )
+    assert settings.capacity_of("http.response!abc") == 10
+    assert settings.capacity_of("chat.room!1") == 20
+    assert settings.capacity_of("anything") == 30
+    assert Settings.from_options(capacity=7).capacity_of("anything") == 7
 
 
 def test_heartbeat_option_overrides_the_url() -> None:

@@ -368,3 +368,30 @@ def test_refusals_fail_at_once_with_the_brokers_reason(host: str, reason: str) -
         await layer.close()
 
     asyncio.run(go())
+
+
+async def test_group_memberships_expire_after_group_expiry(make_layer, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    layer = make_layer(group_expiry=1)
+    channel = await layer.new_channel()
+    await layer.group_add("short-lived", channel)
+    await layer.group_send("short-lived", {"type": "while-member"})
+    assert await layer.receive(channel) == {"type": "while-member"}
+    await asyncio.sleep(1.5)  # the membership is not renewed by another group_add
+    await layer.group_send("short-lived", {"type": "after-expiry"})
+    await layer.send(channel, {"type": "direct"})
+    assert await layer.receive(channel) == {"type": "direct"}
+    assert "group membership(s) expired" in caplog.text
+
+
+async def test_channel_capacity_bounds_one_channels_backlog(make_layer, caplog) -> None:
+    caplog.set_level(logging.WARNING)
+    layer = make_layer(channel_capacity={"tiny.*": 2})
+    tiny, other = await layer.new_channel("tiny"), await layer.new_channel()
+    assert layer.get_capacity(tiny) == 2 and layer.get_capacity(other) == 100
+    for n in range(4):
+        await layer.send(tiny, {"type": "n", "n": n})
+    await layer.send(other, {"type": "sentinel"})  # same queue, so the four before it have been routed
+    assert await layer.receive(other) == {"type": "sentinel"}
+    assert [(await layer.receive(tiny))["n"] for _ in range(2)] == [2, 3]
+    assert "capacity/channel_capacity" in caplog.text

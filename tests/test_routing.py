@@ -161,3 +161,50 @@ def test_discard_held_and_close() -> None:
     waiters, dropped = inbox.close()
     assert waiters == ["w"] and dropped == 1
     assert inbox.in_memory == 0 and inbox.waiting == 0
+
+
+def test_memberships_expire_group_expiry_after_the_last_group_add() -> None:
+    inbox: Inbox[str, int] = Inbox(capacity=10, expiry=60, group_expiry=100)
+    inbox.add_member("g", "a!1", now=0)
+    inbox.add_member("g", "b!1", now=10)
+    inbox.add_member("h", "a!1", now=20)
+    assert inbox.next_expiry() == 100
+    inbox.add_member("g", "a!1", now=50)  # a later group_add refreshes the membership
+    assert inbox.next_expiry() == 110
+    effects = inbox.expire(now=111)
+    assert effects.memberships_expired == 1 and effects.unbind == []  # b!1 left g; a!1 is still in g
+    assert inbox.membership.members("g") == ["a!1"]
+    effects = inbox.expire(now=151)
+    assert effects.memberships_expired == 2 and sorted(effects.unbind) == ["g", "h"]
+    assert inbox.next_expiry() is None
+
+
+def test_a_discarded_membership_does_not_expire_later() -> None:
+    inbox: Inbox[str, int] = Inbox(capacity=10, expiry=60, group_expiry=100)
+    inbox.add_member("g", "a!1", now=0)
+    inbox.discard_member("g", "a!1")
+    assert inbox.next_expiry() is None
+    assert inbox.expire(now=500).memberships_expired == 0
+
+
+def test_a_channel_over_its_own_capacity_drops_its_oldest() -> None:
+    inbox: Inbox[str, int] = Inbox(
+        capacity=100, expiry=60, channel_capacity=lambda c: 2 if c.startswith("tiny") else 50
+    )
+    for n in range(4):
+        inbox.offer(n, to("tiny!1"), {"n": n}, now=0)
+    inbox.offer(9, to("big!1"), {"n": 9}, now=0)
+    assert inbox.backlog("tiny!1") == 2 and inbox.backlog("big!1") == 1
+    assert [inbox.take("tiny!1", f"w{i}", now=0).handoffs[0].message for i in range(2)] == [{"n": 2}, {"n": 3}]
+    assert inbox.in_memory == 1
+
+
+def test_channel_capacity_counts_each_members_copy_of_a_group_message() -> None:
+    inbox: Inbox[str, int] = Inbox(capacity=100, expiry=60, channel_capacity=lambda c: 1)
+    inbox.add_member("g", "a!1", now=0)
+    inbox.add_member("g", "b!1", now=0)
+    inbox.offer(1, group("g"), {"n": 1}, now=0)
+    effects = inbox.offer(2, group("g"), {"n": 2}, now=0)
+    assert sorted(d.channel for d in effects.drops) == ["a!1", "b!1"]
+    assert inbox.in_memory == 1  # the first delivery is gone from both channels
+    assert inbox.take("a!1", "w", now=0).handoffs[0].message == {"n": 2}
