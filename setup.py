@@ -24,7 +24,8 @@ setup(
         "msgpack>=1.0,<2",
     ],
     extras_require={
-        "tests": ["pytest>=8", "pytest-asyncio>=0.24", "pytest-timeout>=2.3", "ruff>=0.6"],
+        "cryptography": ["cryptography>=3.4"],
+        "tests": ["pytest>=8", "pytest-asyncio>=0.24", "pytest-timeout>=2.3", "ruff>=0.6", "cryptography>=3.4"],
         "bench": ["janus>=2,<3"],
     },
     classifiers=[

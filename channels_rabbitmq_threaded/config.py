@@ -9,7 +9,9 @@ builds fresh parameters for every connection attempt.
 
 from __future__ import annotations
 
+import base64
 import fnmatch
+import hashlib
 import math
 import re
 import ssl
@@ -39,6 +41,7 @@ OPTION_NAMES = (
     "max_message_size",
     "capacity",
     "channel_capacity",
+    "symmetric_encryption_keys",
 )
 
 RABBITMQ_MAX_MESSAGE_SIZE = 128 * 1024 * 1024  # RabbitMQ's default `max_message_size` (3.8 and later)
@@ -62,6 +65,7 @@ class Settings:
     max_message_size: int
     capacity: int
     channel_capacity: tuple[tuple[re.Pattern[str], int], ...]  # compiled once, in the order given
+    fernet: Any  # a cryptography MultiFernet built from symmetric_encryption_keys, or None
 
     @classmethod
     def from_options(
@@ -80,6 +84,7 @@ class Settings:
         max_message_size: int = RABBITMQ_MAX_MESSAGE_SIZE,
         capacity: int = 100,
         channel_capacity: dict[str | re.Pattern[str], int] | None = None,
+        symmetric_encryption_keys: list[str | bytes] | None = None,
         **unknown: Any,
     ) -> Settings:
         if unknown:
@@ -104,6 +109,7 @@ class Settings:
             max_message_size=_positive_int("max_message_size", max_message_size),
             capacity=_positive_int("capacity", capacity),
             channel_capacity=_compile_capacities(channel_capacity),
+            fernet=_multi_fernet(symmetric_encryption_keys),
         )
         return settings
 
@@ -181,6 +187,31 @@ def _check_exchange(name: object) -> str:
             "(1-255 letters, digits, '-', '_', '.', ':'; not starting with 'amq.')"
         )
     return name
+
+
+def _multi_fernet(keys: object) -> Any:
+    """As channels_redis: each key (any string) becomes a Fernet key through SHA-256; the first one encrypts,
+    every one decrypts, so keys can be rotated (add the new key second everywhere, then move it first)."""
+    if keys is None:
+        return None
+    if not isinstance(keys, (list, tuple)) or not keys:
+        raise TypeError("symmetric_encryption_keys must be a non-empty list of str or bytes")
+    for key in keys:
+        if not isinstance(key, (str, bytes)) or not key:
+            raise TypeError(f"symmetric_encryption_keys must hold non-empty str or bytes, not {key!r}")
+    try:
+        from cryptography.fernet import Fernet, MultiFernet
+    except ImportError:
+        raise ImportError(
+            "symmetric_encryption_keys needs the cryptography package: "
+            "pip install 'channels_rabbitmq_threaded[cryptography]'"
+        ) from None
+    return MultiFernet([Fernet(_fernet_key(key)) for key in keys])
+
+
+def _fernet_key(key: str | bytes) -> bytes:
+    raw = key.encode("utf8") if isinstance(key, str) else key
+    return base64.urlsafe_b64encode(hashlib.sha256(raw).digest())
 
 
 def _compile_capacities(

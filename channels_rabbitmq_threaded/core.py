@@ -183,7 +183,7 @@ class RabbitmqChannelLayer(BaseChannelLayer):
         return await reply.future
 
     def _encode(self, message: dict[str, Any], recipient: Recipient) -> bytes:
-        body = encode(message, recipient)
+        body = encode(message, recipient, self.settings.fernet)
         if len(body) > self.settings.max_message_size:
             # RabbitMQ would close the channel over it, failing every publish in flight: refuse it here instead.
             raise MessageTooLarge(

@@ -4,7 +4,9 @@ Theory of operation: a body is the msgpack map of the user's message with exactl
 recipient, `__asgi_channel__` (a direct send) or `__asgi_group__` (a group send). This is the format of the older
 `channels_rabbitmq`, so its documented recipe (publishing `{"__asgi_group__": group, ...}` to the groups exchange
 from kombu) keeps working. Encoding errors are the caller's (`TypeError`/`ValueError`, nothing is sent); decoding
-errors are the wire's (`MalformedBody`, which the I/O thread logs and drops). No I/O, no state.
+errors are the wire's (`MalformedBody`, which the I/O thread logs and drops). With `symmetric_encryption_keys` the
+msgpack bytes are sealed with Fernet (`Settings.fernet`); a body no key opens is a `MalformedBody` too. No I/O, no
+state.
 """
 
 from __future__ import annotations
@@ -31,8 +33,11 @@ class Recipient:
     name: str
 
 
-def encode(message: object, recipient: Recipient) -> bytes:
-    """The body for `message` sent to `recipient`. Raises TypeError/ValueError for messages we can't carry."""
+def encode(message: object, recipient: Recipient, fernet: Any = None) -> bytes:
+    """The body for `message` sent to `recipient`, encrypted with `fernet` if given.
+
+    Raises TypeError/ValueError for messages we can't carry.
+    """
     if not isinstance(message, dict):
         raise TypeError(f"message must be a dict, not {type(message).__name__}")
     for key in _RESERVED:
@@ -41,16 +46,27 @@ def encode(message: object, recipient: Recipient) -> bytes:
     framed = dict(message)
     framed[GROUP_KEY if recipient.is_group else CHANNEL_KEY] = recipient.name
     try:
-        return msgpack.packb(framed, use_bin_type=True)
+        body = msgpack.packb(framed, use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as exc:
         raise TypeError(
             "message must contain only msgpack types "
             f"(dict with str keys, list, str, bytes, int, float, bool, None): {exc}"
         ) from None
+    return body if fernet is None else fernet.encrypt(body)
 
 
-def decode(body: bytes) -> tuple[Recipient, dict[str, Any]]:
-    """The recipient and the user's message from a body. Raises MalformedBody for anything else."""
+def decode(body: bytes, fernet: Any = None) -> tuple[Recipient, dict[str, Any]]:
+    """The recipient and the user's message from a body (decrypted with `fernet` if given).
+
+    Raises MalformedBody for anything else, including a body that no key decrypts.
+    """
+    if fernet is not None:
+        from cryptography.fernet import InvalidToken
+
+        try:
+            body = fernet.decrypt(body)  # no TTL: RabbitMQ's queue TTL bounds a message's age, whatever the clocks
+        except InvalidToken:
+            raise MalformedBody("no key in symmetric_encryption_keys decrypts it") from None
     try:
         framed = msgpack.unpackb(body, raw=False)
     except Exception as exc:  # msgpack raises several unrelated types for garbage

@@ -484,7 +484,7 @@ class IOThread:
     def _on_delivery(self, channel: Any, method: pika.spec.Basic.Deliver, _props: Any, body: bytes) -> None:
         tag: int = method.delivery_tag  # type: ignore[assignment]
         try:
-            recipient, message = decode(body)
+            recipient, message = decode(body, self.settings.fernet)
         except MalformedBody as exc:
             logger.warning(
                 "Dropped a %d-byte message on queue %s that is not ours: %s", len(body), self.queue_name, exc

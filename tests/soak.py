@@ -34,6 +34,8 @@ from channels.exceptions import ChannelFull
 
 GROUPS = ("soak-all", "soak-even", "soak-odd")
 SLACK_BEFORE_DOWN = 0.5  # a message sent this long before its recipient's connection dropped may be lost with it
+QUIET_END = 6.0  # no cut in the last seconds of a run: deliveries then show that traffic recovered
+RECOVERY = 2.0  # "delivered after the last cut" counts deliveries this long after it
 
 
 class ConsumerDowntime(logging.Handler):
@@ -153,7 +155,7 @@ def tally(results: list[dict], cuts: list[float]) -> Totals:
                 if times:
                     totals.delivered += 1
                     totals.duplicates += len(times) - 1
-                    totals.delivered_after_last_cut += times[0] > last_cut + 3
+                    totals.delivered_after_last_cut += times[0] > last_cut + RECOVERY
                 elif outcome == "refused":
                     totals.refused += 1
                 elif outcome in ("confirm lost", "channel full") or any(
@@ -189,7 +191,7 @@ def run_soak(node, seconds: float, processes: int = 3, seed: int = 1) -> Totals:
         deadline = time.monotonic() + seconds
         while (pause := min(rng.uniform(2, 6), deadline - time.monotonic())) > 0:
             time.sleep(pause)
-            if time.monotonic() < deadline - 1:
+            if time.monotonic() < deadline - QUIET_END:  # the last seconds show that traffic flows again
                 node.ctl("close_all_connections", "soak: cut")
                 cuts.append(time.monotonic())
         stop.set()
