@@ -23,8 +23,9 @@ import pika
 
 DEFAULT_HOST = "amqp://guest:guest@127.0.0.1:5672/%2F"
 
-# RabbitMQ's exchange names: up to 255 bytes of letters, digits, hyphen, underscore, period or colon.
-_EXCHANGE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,255}\Z")
+# RabbitMQ's exchange names: up to 255 bytes of letters, digits, hyphen, underscore, period or colon; 8 are kept
+# for the ".control" suffix of the flush exchange.
+_EXCHANGE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,247}\Z")
 
 OPTION_NAMES = (
     "host",
@@ -184,7 +185,7 @@ def _check_exchange(name: object) -> str:
     if not _EXCHANGE_NAME.match(name) or name.startswith("amq."):
         raise ValueError(
             f"groups_exchange {name!r} is not a usable exchange name "
-            "(1-255 letters, digits, '-', '_', '.', ':'; not starting with 'amq.')"
+            "(1-247 letters, digits, '-', '_', '.', ':'; not starting with 'amq.')"
         )
     return name
 

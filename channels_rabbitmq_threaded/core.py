@@ -28,10 +28,10 @@ from channels.layers import BaseChannelLayer
 
 from .bridge import LoopReply, Waiter
 from .config import Settings
-from .envelope import Recipient, encode
+from .envelope import FLUSH_GROUP, Recipient, encode
 from .errors import LayerClosed, MessageTooLarge, RabbitmqLayerError
 from .io_thread import IOThread
-from .requests import AwaitReady, Forget, GroupAdd, GroupDiscard, Publish, PutBack, Request, Stop, Take
+from .requests import AwaitReady, Flush, Forget, GroupAdd, GroupDiscard, Publish, PutBack, Request, Stop, Take
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class RabbitmqChannelLayer(BaseChannelLayer):
     ``prefetch_count``, ``ssl_context``, ``groups_exchange``, ``group_expiry``. See ``docs/configuration.md``.
     """
 
-    extensions: ClassVar[list[str]] = ["groups"]
+    extensions: ClassVar[list[str]] = ["groups", "flush"]
 
     def __init__(self, **options: Any) -> None:
         self.settings = Settings.from_options(**options)
@@ -143,6 +143,19 @@ class RabbitmqChannelLayer(BaseChannelLayer):
             logger.warning(
                 "group_send to %r: a member process's queue is full (remote_capacity); its copy was dropped", group
             )
+
+    async def flush(self) -> None:
+        """Reset this layer to blank, for tests (as in channels_redis).
+
+        When it returns, no message sent before it will be delivered by this process, and this process's group
+        memberships are gone. The other processes of the deployment (same broker and `groups_exchange`) drop their
+        memberships too, when the control message reaches them (milliseconds later; not awaited). Waiting
+        receive() calls keep waiting.
+        """
+        await self._ask(Flush(reply=None))
+        body = encode({"from": self.queue_name}, Recipient(is_group=True, name=FLUSH_GROUP), self.settings.fernet)
+        exchange = f"{self.settings.groups_exchange}.control"
+        await self._ask(Publish(reply=None, exchange=exchange, routing_key="", body=body))
 
     async def close(self) -> None:
         """Close the connection and stop the I/O thread. Pending receive() calls get StopConsumer. Idempotent."""

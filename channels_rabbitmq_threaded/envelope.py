@@ -19,6 +19,9 @@ import msgpack
 CHANNEL_KEY = "__asgi_channel__"
 GROUP_KEY = "__asgi_group__"
 _RESERVED = (CHANNEL_KEY, GROUP_KEY)
+# flush() tells the other processes of a deployment through a group message to this name, on the control exchange:
+# group names can't contain "!", so no user group can collide with it.
+FLUSH_GROUP = "!flush"
 
 
 class MalformedBody(Exception):

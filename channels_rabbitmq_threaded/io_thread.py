@@ -50,10 +50,10 @@ from pika.adapters.select_connection import IOLoop
 
 from .bridge import Waiter
 from .config import Settings
-from .envelope import MalformedBody, decode
+from .envelope import FLUSH_GROUP, MalformedBody, decode
 from .errors import BrokerUnavailable, ConfirmLost, LayerClosed, RabbitmqLayerError
 from .link import STOPPED, Link, guarded
-from .requests import AwaitReady, Forget, GroupAdd, GroupDiscard, Publish, PutBack, Request, Stop, Take
+from .requests import AwaitReady, Flush, Forget, GroupAdd, GroupDiscard, Publish, PutBack, Request, Stop, Take
 from .routing import Effects, Inbox
 
 logger = logging.getLogger(__name__)
@@ -149,6 +149,7 @@ class IOThread:
             GroupAdd: self._group_add,
             GroupDiscard: self._group_discard,
             AwaitReady: self._await_ready,
+            Flush: self._flush,
             Stop: self._stop,
             Take: self._take,
             Forget: self._forget,
@@ -184,6 +185,7 @@ class IOThread:
             GroupAdd: self._consumer,
             GroupDiscard: self._consumer,
             AwaitReady: self._consumer,
+            Flush: self._consumer,
         }
         self._routing: Inbox[Waiter, int] = Inbox(
             settings.local_capacity, settings.local_expiry, settings.group_expiry, settings.capacity_of
@@ -193,6 +195,7 @@ class IOThread:
         self._confirm_deadline: Any = None  # timer failing publishes stuck behind a blocked connection
         self._binds: dict[str, list[GroupAdd]] = {}  # group -> requests answered by its bind in flight
         self._rebinds_left = 0
+        self._purges_in_flight = 0  # while > 0, deliveries were sent before a flush's purge: drop them
         self._expiry_timer: Any = None
         self._expiry_due: float | None = None
         self._stopping = False
@@ -309,6 +312,12 @@ class IOThread:
 
     @guarded
     def _on_exchange_declared(self, _frame: Any) -> None:
+        self._consumer.channel.exchange_declare(
+            exchange=self.control_exchange, exchange_type="fanout", callback=self._on_control_exchange_declared
+        )
+
+    @guarded
+    def _on_control_exchange_declared(self, _frame: Any) -> None:
         self._consumer.channel.queue_declare(
             queue=self.queue_name,
             exclusive=True,
@@ -322,6 +331,10 @@ class IOThread:
 
     @guarded
     def _on_queue_declared(self, _frame: Any) -> None:
+        self._consumer.channel.queue_bind(self.queue_name, self.control_exchange, callback=self._on_control_bound)
+
+    @guarded
+    def _on_control_bound(self, _frame: Any) -> None:
         groups = self._routing.membership.groups()  # after a reconnect: the groups that still have local members
         self._rebinds_left = len(groups)
         if not groups:
@@ -443,6 +456,36 @@ class IOThread:
     def _await_ready(self, request: AwaitReady) -> None:
         request.resolve()
 
+    @property
+    def control_exchange(self) -> str:
+        """The fanout exchange every process of a deployment binds its queue to, for flush()."""
+        return f"{self.settings.groups_exchange}.control"
+
+    def _flush(self, request: Flush) -> None:
+        held, groups, dropped = self._routing.flush()
+        for tag in held:
+            self._consumer.channel.basic_ack(tag)
+        for group in groups:
+            self._unbind(group)
+        logger.info("flush(): dropped %d message(s) and the memberships of %d group(s)", dropped, len(groups))
+        # RabbitMQ sends a channel's methods in order: every delivery before PurgeOk left the queue before the purge.
+        self._purges_in_flight += 1
+        self._consumer.channel.queue_purge(self.queue_name, callback=lambda _frame: self._on_purged(request))
+
+    @guarded
+    def _on_purged(self, request: Flush) -> None:
+        self._purges_in_flight -= 1
+        request.resolve()
+
+    def _flushed_by(self, origin: object) -> None:
+        """Another process of the deployment called flush(): drop this process's memberships too."""
+        if origin == self.queue_name:
+            return  # our own flush: done already, and memberships added since must stay
+        groups = self._routing.membership.clear()
+        for group in groups:
+            self._unbind(group)
+        logger.info("flush() by %s: dropped the memberships of %d group(s)", origin, len(groups))
+
     def _stop(self, request: Stop) -> None:
         if self._stopping:
             request.resolve()  # a second close(): the first one reports the end
@@ -483,6 +526,9 @@ class IOThread:
     @guarded
     def _on_delivery(self, channel: Any, method: pika.spec.Basic.Deliver, _props: Any, body: bytes) -> None:
         tag: int = method.delivery_tag  # type: ignore[assignment]
+        if self._purges_in_flight:
+            channel.basic_ack(tag)  # sent before a flush's purge: flush() promises it is never delivered
+            return
         try:
             recipient, message = decode(body, self.settings.fernet)
         except MalformedBody as exc:
@@ -490,6 +536,10 @@ class IOThread:
                 "Dropped a %d-byte message on queue %s that is not ours: %s", len(body), self.queue_name, exc
             )
             channel.basic_ack(tag)
+            return
+        if recipient.is_group and recipient.name == FLUSH_GROUP:
+            channel.basic_ack(tag)
+            self._flushed_by(message.get("from"))
             return
         self._apply(self._routing.offer(tag, recipient, message, time.monotonic()))
         self._schedule_expiry()

@@ -66,6 +66,11 @@ class AwaitReady(_Answered):
 
 
 @dataclass(slots=True)
+class Flush(_Answered):
+    """flush(): drop this process's messages and memberships and purge its queue; answered after the purge."""
+
+
+@dataclass(slots=True)
 class Stop(_Answered):
     """Close the connection and end the I/O thread; answered when the thread is done."""
 

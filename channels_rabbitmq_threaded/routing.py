@@ -165,6 +165,14 @@ class GroupMembership:
         """The groups with at least one local member: the bindings this process needs."""
         return list(self._members)
 
+    def clear(self) -> list[str]:
+        """Drop every membership; returns the groups that had members (to unbind)."""
+        groups = list(self._members)
+        self._members.clear()
+        self._groups_of.clear()
+        self._by_age.clear()
+        return groups
+
     def is_member(self, group: str, channel: str) -> bool:
         return channel in self._members.get(group, ())
 
@@ -308,6 +316,22 @@ class Inbox(Generic[W, T]):
 
     def channel_count(self) -> int:
         return len(self._buffers)
+
+    def flush(self) -> tuple[list[T], list[str], int]:
+        """flush(): drop every message and membership, keep waiting receivers.
+
+        Returns the held tokens (acknowledge them: their messages are dropped), the groups to unbind, and how many
+        messages were dropped.
+        """
+        held = [token for token, _, _ in self._held]
+        dropped = self._in_memory + len(self._held)
+        self._held.clear()
+        self._expiries.clear()
+        self._in_memory = 0
+        for channel, buffer in list(self._buffers.items()):
+            buffer.messages.clear()
+            self._forget_if_empty(channel, buffer)
+        return held, self.membership.clear(), dropped
 
     def close(self) -> tuple[list[W], int]:
         """Empty everything. Returns the waiters still waiting and how many messages are dropped."""

@@ -27,8 +27,9 @@ def _remove_test_exchanges() -> Iterator[None]:
     yield
     connection = pika.BlockingConnection(pika.URLParameters(HOST))
     try:
-        for suffix in ("", "-1", "-2"):
-            connection.channel().exchange_delete(TEST_EXCHANGE + suffix)
+        for name in (TEST_EXCHANGE, f"{TEST_EXCHANGE}-1", f"{TEST_EXCHANGE}-2"):
+            for exchange in (name, f"{name}.control"):
+                connection.channel().exchange_delete(exchange)
     finally:
         connection.close()
 

@@ -77,7 +77,7 @@ def test_construction_needs_no_loop_and_opens_nothing() -> None:
     layer = RabbitmqChannelLayer(host="amqp://guest:guest@127.0.0.1:1/%2F", group_expiry=3600)
     assert layer._io_thread is None
     assert layer.group_expiry == 3600
-    assert layer.extensions == ["groups"]
+    assert layer.extensions == ["groups", "flush"]
 
 
 def test_tls_parameters_use_the_given_context() -> None:

@@ -395,3 +395,19 @@ async def test_channel_capacity_bounds_one_channels_backlog(make_layer, caplog) 
     assert await layer.receive(other) == {"type": "sentinel"}
     assert [(await layer.receive(tiny))["n"] for _ in range(2)] == [2, 3]
     assert "capacity/channel_capacity" in caplog.text
+
+
+async def test_flush_drops_messages_and_memberships(make_layer) -> None:
+    layer = make_layer()
+    channel = await layer.new_channel()
+    assert "flush" in layer.extensions
+    await layer.group_add("flushed", channel)
+    for n in range(3):
+        await layer.send(channel, {"type": "before", "n": n})
+    waiting = asyncio.ensure_future(layer.receive(await layer.new_channel()))  # a waiting receive() survives
+    await layer.flush()
+    await layer.group_send("flushed", {"type": "group-after"})  # no membership any more
+    await layer.send(channel, {"type": "after"})
+    assert await layer.receive(channel) == {"type": "after"}
+    assert not waiting.done()
+    waiting.cancel()

@@ -54,3 +54,56 @@ async def test_group_send_reaches_members_in_two_other_processes(layer) -> None:
             process.join(10)
             if process.is_alive():
                 process.kill()
+
+
+def flushed_member(exchange: str, names, ready, flushed, done) -> None:
+    """Joins a group, then echoes every message's type to its reply_to until 'stop'; sets `flushed` on flush."""
+    import logging
+
+    from channels_rabbitmq_threaded import RabbitmqChannelLayer
+
+    class OnFlush(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "flush() by" in record.getMessage():
+                flushed.set()
+
+    logging.getLogger("channels_rabbitmq_threaded").addHandler(OnFlush())
+    logging.getLogger("channels_rabbitmq_threaded").setLevel(logging.INFO)
+
+    async def main() -> None:
+        layer = RabbitmqChannelLayer(host=HOST, groups_exchange=exchange)
+        channel = await layer.new_channel()
+        await layer.group_add("flush-me", channel)
+        names.put(channel)
+        ready.set()
+        while (message := await layer.receive(channel))["type"] != "stop":
+            await layer.send(message["reply_to"], {"type": "echo", "of": message["type"]})
+        await layer.close()
+
+    asyncio.run(main())
+    done.set()
+
+
+async def test_flush_drops_the_memberships_of_other_processes(layer) -> None:
+    context = multiprocessing.get_context("spawn")
+    names, ready, flushed, done = context.Queue(), context.Event(), context.Event(), context.Event()
+    process = context.Process(target=flushed_member, args=(TEST_EXCHANGE, names, ready, flushed, done))
+    process.start()
+    try:
+        assert await asyncio.to_thread(ready.wait, 30)
+        member = names.get(timeout=5)
+        inbox = await layer.new_channel()
+        await layer.group_send("flush-me", {"type": "before", "reply_to": inbox})
+        assert await asyncio.wait_for(layer.receive(inbox), 30) == {"type": "echo", "of": "before"}
+        await layer.flush()
+        assert await asyncio.to_thread(flushed.wait, 30), "the member heard of the flush"
+        inbox = await layer.new_channel()  # flush() reset this layer too
+        await layer.group_send("flush-me", {"type": "group-after-flush", "reply_to": inbox})
+        await layer.send(member, {"type": "direct-after-flush", "reply_to": inbox})
+        assert await asyncio.wait_for(layer.receive(inbox), 30) == {"type": "echo", "of": "direct-after-flush"}
+        await layer.send(member, {"type": "stop"})
+        assert await asyncio.to_thread(done.wait, 30)
+    finally:
+        process.join(10)
+        if process.is_alive():
+            process.kill()

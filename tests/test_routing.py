@@ -208,3 +208,15 @@ def test_channel_capacity_counts_each_members_copy_of_a_group_message() -> None:
     assert sorted(d.channel for d in effects.drops) == ["a!1", "b!1"]
     assert inbox.in_memory == 1  # the first delivery is gone from both channels
     assert inbox.take("a!1", "w", now=0).handoffs[0].message == {"n": 2}
+
+
+def test_flush_drops_messages_and_memberships_but_keeps_waiters() -> None:
+    inbox: Inbox[str, int] = Inbox(capacity=1, expiry=60, group_expiry=100)
+    inbox.add_member("g", "a!1", now=0)
+    inbox.offer(1, to("a!1"), {"n": 1}, now=0)
+    inbox.offer(2, to("a!1"), {"n": 2}, now=0)  # held: capacity 1, nobody waiting
+    inbox.take("b!1", "w", now=0)  # releases the held one into a!1 (someone waits now) and keeps waiting
+    held, groups, dropped = inbox.flush()
+    assert held == [] and groups == ["g"] and dropped == 1
+    assert inbox.in_memory == 0 and inbox.waiting == 1 and inbox.next_expiry() is None
+    assert inbox.offer(3, to("b!1"), {"n": 3}, now=1).handoffs[0].waiter == "w"
