@@ -43,6 +43,7 @@ OPTION_NAMES = (
     "capacity",
     "channel_capacity",
     "symmetric_encryption_keys",
+    "normal_channel_prefix",
 )
 
 RABBITMQ_MAX_MESSAGE_SIZE = 128 * 1024 * 1024  # RabbitMQ's default `max_message_size` (3.8 and later)
@@ -67,6 +68,7 @@ class Settings:
     capacity: int
     channel_capacity: tuple[tuple[re.Pattern[str], int], ...]  # compiled once, in the order given
     fernet: Any  # a cryptography MultiFernet built from symmetric_encryption_keys, or None
+    normal_channel_prefix: str
 
     @classmethod
     def from_options(
@@ -86,6 +88,7 @@ class Settings:
         capacity: int = 100,
         channel_capacity: dict[str | re.Pattern[str], int] | None = None,
         symmetric_encryption_keys: list[str | bytes] | None = None,
+        normal_channel_prefix: str = "channels.",
         **unknown: Any,
     ) -> Settings:
         if unknown:
@@ -111,6 +114,7 @@ class Settings:
             capacity=_positive_int("capacity", capacity),
             channel_capacity=_compile_capacities(channel_capacity),
             fernet=_multi_fernet(symmetric_encryption_keys),
+            normal_channel_prefix=_check_prefix(normal_channel_prefix),
         )
         return settings
 
@@ -129,6 +133,20 @@ class Settings:
             "product": "channels_rabbitmq_threaded",
         }
         return params
+
+    def normal_queue(self, channel: str) -> tuple[str, dict[str, Any]]:
+        """The queue of a normal channel (no "!"), and the arguments every process must declare it with.
+
+        Durable (RabbitMQ 4.3 rejects transient queues that are not exclusive), bounded by the channel's capacity
+        (`reject-publish`: a full queue nacks, so send() raises ChannelFull), messages expire after `expiry`, and
+        a queue nobody consumes or declares for `group_expiry` seconds is deleted.
+        """
+        return f"{self.normal_channel_prefix}{channel}", {
+            "x-max-length": self.capacity_of(channel),
+            "x-overflow": "reject-publish",
+            "x-message-ttl": int(self.expiry * 1000),
+            "x-expires": self.group_expiry * 1000,
+        }
 
     def capacity_of(self, channel: str) -> int:
         """The most messages `channel` may hold in memory: the first matching `channel_capacity`, else `capacity`."""
@@ -213,6 +231,14 @@ def _multi_fernet(keys: object) -> Any:
 def _fernet_key(key: str | bytes) -> bytes:
     raw = key.encode("utf8") if isinstance(key, str) else key
     return base64.urlsafe_b64encode(hashlib.sha256(raw).digest())
+
+
+def _check_prefix(prefix: object) -> str:
+    if not isinstance(prefix, str):
+        raise TypeError(f"normal_channel_prefix must be a str, not {type(prefix).__name__}")
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{0,100}", prefix) or prefix.startswith("amq."):
+        raise ValueError(f"normal_channel_prefix {prefix!r} must be 0-100 letters, digits, '-', '_', '.', ':'")
+    return prefix
 
 
 def _compile_capacities(

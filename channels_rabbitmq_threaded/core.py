@@ -91,9 +91,12 @@ class RabbitmqChannelLayer(BaseChannelLayer):
         """Send `message` to `channel`; raises ChannelFull when the receiving process's queue is full."""
         self.require_valid_channel_name(channel)
         body = self._encode(message, Recipient(is_group=False, name=channel))
-        acked = await self._ask(
-            Publish(reply=None, exchange="", routing_key=_queue_of(channel), body=body, mandatory=True)
-        )
+        if "!" in channel:  # process-specific: the queue of the process named in it
+            publish = Publish(reply=None, routing_key=_queue_of(channel), body=body, mandatory=True)
+        else:  # normal: a queue shared by every process that receives on it, declared before the first publish
+            queue, arguments = self.settings.normal_queue(channel)
+            publish = Publish(reply=None, routing_key=queue, body=body, mandatory=True, declare=(queue, arguments))
+        acked = await self._ask(publish)
         if not acked:
             raise ChannelFull(channel)
 
@@ -103,7 +106,8 @@ class RabbitmqChannelLayer(BaseChannelLayer):
         Cancellation-safe: a message that reached a cancelled receive() goes back to the head of its channel.
         """
         self.require_valid_channel_name(channel)
-        self._require_local(channel)
+        if "!" in channel:
+            self._require_local(channel)
         io_thread = self._io()
         waiter = Waiter(asyncio.get_running_loop(), channel, self._refused)
         io_thread.submit(Take(waiter))
@@ -232,11 +236,11 @@ def _new_queue_name() -> str:
 
 
 def _queue_of(channel: str) -> str:
-    """The RabbitMQ queue a channel name routes to: the part between the last '.' and the '!'."""
+    """The queue of a process-specific channel: the part between the last '.' and the '!'. ValueError if normal."""
     local, bang, _ = channel.partition("!")
     if not bang:
         raise ValueError(
-            f"channel {channel!r} is a normal channel (no '!'); this layer supports only process-specific "
-            "channels from new_channel() for now"
+            f"channel {channel!r} is a normal channel (no '!'): only process-specific channels from new_channel() "
+            "can join groups"
         )
     return local.rpartition(".")[2]

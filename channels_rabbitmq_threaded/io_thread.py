@@ -196,6 +196,10 @@ class IOThread:
         self._binds: dict[str, list[GroupAdd]] = {}  # group -> requests answered by its bind in flight
         self._rebinds_left = 0
         self._purges_in_flight = 0  # while > 0, deliveries were sent before a flush's purge: drop them
+        self._declared: set[str] = set()  # normal-channel queues declared on the current publisher channel
+        self._declaring: dict[str, list[Publish]] = {}  # queue -> publishes waiting for its DeclareOk
+        self._normal_consumers: dict[str, str] = {}  # normal channel -> consumer tag, while someone waits on it
+        self._exclusive_tag = ""  # the consumer tag of this process's own queue
         self._expiry_timer: Any = None
         self._expiry_due: float | None = None
         self._stopping = False
@@ -353,11 +357,16 @@ class IOThread:
 
     @guarded
     def _on_qos_set(self, _frame: Any) -> None:
-        self._consumer.channel.basic_consume(self.queue_name, self._on_delivery, callback=self._on_consuming)
+        self._exclusive_tag = self._consumer.channel.basic_consume(
+            self.queue_name, self._on_delivery, callback=self._on_consuming
+        )
 
     @guarded
     def _on_consuming(self, _frame: Any) -> None:
         self._consumer_ready()
+        for channel in self._routing.waiting_channels():  # after a reconnect: receivers waiting on normal channels
+            if "!" not in channel:
+                self._consume_normal(channel)
 
     def _setup_publisher(self, channel: Any, done: Callable[[], None]) -> None:
         self._publisher_ready = done
@@ -392,6 +401,7 @@ class IOThread:
             )
 
     def _consumer_lost(self, reason: str) -> None:
+        self._normal_consumers.clear()  # gone with the channel; restarted for the waiting receivers on reconnect
         self._fail_inflight_binds(
             BrokerUnavailable(f"{reason}; the membership is kept and its binding restored on reconnect")
         )
@@ -401,6 +411,11 @@ class IOThread:
 
     def _publisher_lost(self, reason: str) -> None:
         self._fail_inflight_publishes(ConfirmLost(f"{reason}; the message may or may not have been delivered"))
+        self._declared.clear()
+        declaring, self._declaring = self._declaring, {}
+        for requests in declaring.values():
+            for request in requests:
+                request.fail(BrokerUnavailable(f"{reason}; the message was not sent"))
 
     def _fail_inflight_publishes(self, exc: BaseException) -> None:
         self._confirms.fail_all(exc)
@@ -414,10 +429,26 @@ class IOThread:
     # -- requests ----------------------------------------------------------------------------------------------------
 
     def _publish(self, request: Publish) -> None:
+        if request.declare is not None and request.declare[0] not in self._declared:
+            # basic_publish would overtake a queued queue_declare: wait for DeclareOk (once per queue and channel)
+            queue, arguments = request.declare
+            if queue not in self._declaring:
+                self._declaring[queue] = []
+                self._publisher.channel.queue_declare(
+                    queue, durable=True, arguments=arguments, callback=lambda _frame: self._on_declared(queue)
+                )
+            self._declaring[queue].append(request)
+            return
         self._publisher.channel.basic_publish(
             request.exchange, request.routing_key, request.body, mandatory=request.mandatory
         )
         self._confirms.add(request)
+
+    @guarded
+    def _on_declared(self, queue: str) -> None:
+        self._declared.add(queue)
+        for request in self._declaring.pop(queue, []):
+            self._publish(request)
 
     def _group_add(self, request: GroupAdd) -> None:
         first = self._routing.add_member(request.group, request.channel, time.monotonic())
@@ -508,7 +539,32 @@ class IOThread:
             self._ioloop.stop()
 
     def _take(self, request: Take) -> None:
-        self._apply(self._routing.take(request.waiter.channel, request.waiter, time.monotonic()))
+        channel = request.waiter.channel
+        self._apply(self._routing.take(channel, request.waiter, time.monotonic()))
+        if "!" not in channel:
+            self._consume_normal(channel)
+
+    # -- normal channels: consumed only while a receive() waits --------------------------------------------------------
+    #
+    # A process takes a normal channel's messages only for receivers that wait right now (prefetch 1, acknowledged
+    # when handed over, requeued when nobody waits any more), so competing workers share the queue and nothing
+    # piles up in a process that stopped reading.
+
+    def _consume_normal(self, channel: str) -> None:
+        if channel in self._normal_consumers or not self._consumer.ready or not self._routing.waiting_on(channel):
+            return
+        queue, arguments = self.settings.normal_queue(channel)
+        consumer_channel = self._consumer.channel
+        consumer_channel.queue_declare(queue, durable=True, arguments=arguments)
+        consumer_channel.basic_qos(prefetch_count=1)  # applies to consumers created from now on
+        self._normal_consumers[channel] = consumer_channel.basic_consume(queue, self._on_delivery)
+
+    def _stop_idle_normal_consumers(self) -> None:
+        for channel, tag in list(self._normal_consumers.items()):
+            if not self._routing.waiting_on(channel):
+                del self._normal_consumers[channel]
+                if self._consumer.channel_open:
+                    self._consumer.channel.basic_cancel(tag)
 
     def _forget(self, request: Forget) -> None:
         waiter = request.waiter
@@ -516,6 +572,7 @@ class IOThread:
             message = waiter.reclaim()
             if message is not None:
                 self._put_back(PutBack(waiter.channel, message, waiter.expires_at))
+        self._stop_idle_normal_consumers()
 
     def _put_back(self, request: PutBack) -> None:
         now = time.monotonic()
@@ -540,6 +597,21 @@ class IOThread:
         if recipient.is_group and recipient.name == FLUSH_GROUP:
             channel.basic_ack(tag)
             self._flushed_by(message.get("from"))
+            return
+        if method.consumer_tag != self._exclusive_tag:  # from a normal channel's queue
+            expected = next((name for name, tag in self._normal_consumers.items() if tag == method.consumer_tag), None)
+            if recipient.name != expected:
+                logger.warning(
+                    "Dropped a %d-byte message for %r found in the queue of %r", len(body), recipient.name, expected
+                )
+                channel.basic_ack(tag)
+                return
+            if not self._routing.waiting_on(recipient.name):
+                channel.basic_nack(tag, requeue=True)  # nobody here waits for it any more: back to the other workers
+                self._stop_idle_normal_consumers()
+                return
+            self._apply(self._routing.offer(tag, recipient, message, time.monotonic()))
+            self._stop_idle_normal_consumers()
             return
         self._apply(self._routing.offer(tag, recipient, message, time.monotonic()))
         self._schedule_expiry()

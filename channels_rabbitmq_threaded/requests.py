@@ -42,6 +42,7 @@ class Publish(_Answered):
     routing_key: str = ""
     body: bytes = b""
     mandatory: bool = False
+    declare: tuple[str, dict[str, Any]] | None = None  # a normal channel's queue: declared before the first publish
 
 
 @dataclass(slots=True)

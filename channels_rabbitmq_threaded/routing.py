@@ -306,6 +306,13 @@ class Inbox(Generic[W, T]):
     def waiting(self) -> int:
         return self._waiting
 
+    def waiting_channels(self) -> list[str]:
+        return [name for name, buffer in self._buffers.items() if buffer.waiters]
+
+    def waiting_on(self, channel: str) -> int:
+        buffer = self._buffers.get(channel)
+        return len(buffer.waiters) if buffer else 0
+
     def backlog(self, channel: str) -> int:
         buffer = self._buffers.get(channel)
         return len(buffer.messages) if buffer else 0

@@ -20,6 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # Each test session uses its own groups exchange on the shared broker, so that two sessions running at once (tox in
 # parallel, two developers) never receive each other's group messages. Removed at the end of the session.
 TEST_EXCHANGE = f"test-groups-{os.getpid()}-{secrets.token_hex(3)}"
+# The normal channels the tests use; their (durable) queues are named f"{TEST_EXCHANGE}.{channel}" and removed too.
+TEST_NORMAL_CHANNELS = ("jobs.early", "jobs.shared", "jobs.left", "jobs.tiny", "jobs.runworker")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -30,6 +32,8 @@ def _remove_test_exchanges() -> Iterator[None]:
         for name in (TEST_EXCHANGE, f"{TEST_EXCHANGE}-1", f"{TEST_EXCHANGE}-2"):
             for exchange in (name, f"{name}.control"):
                 connection.channel().exchange_delete(exchange)
+        for channel in TEST_NORMAL_CHANNELS:
+            connection.channel().queue_delete(f"{TEST_EXCHANGE}.{channel}")
     finally:
         connection.close()
 

@@ -1,0 +1,64 @@
+"""Normal channels (no "!"): one shared queue per channel; receivers in any process compete for its messages."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from channels.exceptions import ChannelFull
+
+from .conftest import TEST_EXCHANGE
+
+NORMAL = {"normal_channel_prefix": f"{TEST_EXCHANGE}."}  # this session's own queues
+
+
+async def test_a_send_before_any_receiver_is_kept(make_layer) -> None:
+    sender, worker = make_layer(**NORMAL), make_layer(**NORMAL)
+    await sender.send("jobs.early", {"type": "job", "n": 1})  # nobody has ever received on it: declared on send
+    assert await asyncio.wait_for(worker.receive("jobs.early"), 10) == {"type": "job", "n": 1}
+
+
+async def test_competing_receivers_each_message_once(make_layer) -> None:
+    sender, one, two = make_layer(**NORMAL), make_layer(**NORMAL), make_layer(**NORMAL)
+    got: dict[str, list[int]] = {"one": [], "two": []}
+    finished = asyncio.Event()
+
+    async def work(name: str, layer) -> None:
+        while True:
+            got[name].append((await layer.receive("jobs.shared"))["n"])
+            if len(got["one"]) + len(got["two"]) == 40:
+                finished.set()
+
+    workers = [asyncio.ensure_future(work("one", one)), asyncio.ensure_future(work("two", two))]
+    for n in range(40):
+        await sender.send("jobs.shared", {"type": "job", "n": n})
+
+    try:
+        await asyncio.wait_for(finished.wait(), 30)
+    finally:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+    # Every job once, none twice. (Order is best effort, as the spec allows for normal channels: a job requeued by a
+    # worker whose receive() had just gone can come back after a later one.)
+    assert sorted(got["one"] + got["two"]) == list(range(40))
+
+
+async def test_a_cancelled_receive_leaves_the_job_for_others(make_layer) -> None:
+    sender, quitter, worker = make_layer(**NORMAL), make_layer(**NORMAL), make_layer(**NORMAL)
+    pending = asyncio.ensure_future(quitter.receive("jobs.left"))
+    await asyncio.sleep(0.2)
+    pending.cancel()
+    await asyncio.gather(pending, return_exceptions=True)
+    await asyncio.sleep(0.2)  # the quitter stopped consuming
+    await sender.send("jobs.left", {"type": "job"})
+    assert await asyncio.wait_for(worker.receive("jobs.left"), 10) == {"type": "job"}
+
+
+async def test_a_full_normal_channel_raises_channel_full(make_layer) -> None:
+    layer = make_layer(channel_capacity={"jobs.tiny": 2}, **NORMAL)
+    await layer.send("jobs.tiny", {"type": "job"})
+    await layer.send("jobs.tiny", {"type": "job"})
+    with pytest.raises(ChannelFull):
+        await layer.send("jobs.tiny", {"type": "job"})
+    assert await layer.receive("jobs.tiny") == {"type": "job"}
