@@ -200,6 +200,7 @@ class IOThread:
         self._declaring: dict[str, list[Publish]] = {}  # queue -> publishes waiting for its DeclareOk
         self._normal_consumers: dict[str, str] = {}  # normal channel -> consumer tag, while someone waits on it
         self._exclusive_tag = ""  # the consumer tag of this process's own queue
+        self._normal_queues: set[str] = set()  # normal-channel queues this process sent to or received on: flush()
         self._expiry_timer: Any = None
         self._expiry_due: float | None = None
         self._stopping = False
@@ -432,6 +433,7 @@ class IOThread:
         if request.declare is not None and request.declare[0] not in self._declared:
             # basic_publish would overtake a queued queue_declare: wait for DeclareOk (once per queue and channel)
             queue, arguments = request.declare
+            self._normal_queues.add(queue)
             if queue not in self._declaring:
                 self._declaring[queue] = []
                 self._publisher.channel.queue_declare(
@@ -500,7 +502,11 @@ class IOThread:
             self._unbind(group)
         logger.info("flush(): dropped %d message(s) and the memberships of %d group(s)", dropped, len(groups))
         # RabbitMQ sends a channel's methods in order: every delivery before PurgeOk left the queue before the purge.
+        # The normal-channel queues this process used are purged first, on the same channel, so the PurgeOk of
+        # this process's own queue comes last.
         self._purges_in_flight += 1
+        for queue in sorted(self._normal_queues):
+            self._consumer.channel.queue_purge(queue, callback=lambda _frame: None)
         self._consumer.channel.queue_purge(self.queue_name, callback=lambda _frame: self._on_purged(request))
 
     @guarded
@@ -554,6 +560,7 @@ class IOThread:
         if channel in self._normal_consumers or not self._consumer.ready or not self._routing.waiting_on(channel):
             return
         queue, arguments = self.settings.normal_queue(channel)
+        self._normal_queues.add(queue)
         consumer_channel = self._consumer.channel
         consumer_channel.queue_declare(queue, durable=True, arguments=arguments)
         consumer_channel.basic_qos(prefetch_count=1)  # applies to consumers created from now on

@@ -62,3 +62,12 @@ async def test_a_full_normal_channel_raises_channel_full(make_layer) -> None:
     with pytest.raises(ChannelFull):
         await layer.send("jobs.tiny", {"type": "job"})
     assert await layer.receive("jobs.tiny") == {"type": "job"}
+
+
+async def test_flush_purges_the_normal_channel_queues_used(make_layer) -> None:
+    layer = make_layer(**NORMAL)
+    for n in range(3):
+        await layer.send("jobs.flushed", {"type": "before", "n": n})
+    await layer.flush()
+    await layer.send("jobs.flushed", {"type": "after"})
+    assert await asyncio.wait_for(layer.receive("jobs.flushed"), 10) == {"type": "after"}
