@@ -8,7 +8,8 @@ pika or blocks a loop: the only lock guards the one-time start of the I/O thread
 
 Names: `new_channel()` returns `<prefix>.<queue>!<id>`, where `<queue>` is this layer's exclusive RabbitMQ queue.
 A direct `send()` to any `...<queue>!...` name publishes to that queue through the default exchange; groups are
-bindings of the queue on the groups exchange, one per group with a local member.
+bindings of the queue on the groups exchange, one per group with a local member. A name without `!` is a normal
+channel: one durable queue shared by every process that receives on it (`Settings.normal_queue`).
 """
 
 from __future__ import annotations
@@ -59,8 +60,11 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 class RabbitmqChannelLayer(BaseChannelLayer):
     """A Channels layer on RabbitMQ whose connection lives in its own thread, so it works from any event loop.
 
-    Options (all keyword): ``host``, ``expiry``, ``local_capacity``, ``local_expiry``, ``remote_capacity``,
-    ``prefetch_count``, ``ssl_context``, ``groups_exchange``, ``group_expiry``. See ``docs/configuration.md``.
+    Options (all keyword; `config.OPTION_NAMES` lists them): those of channels_rabbitmq (``host``, ``expiry``,
+    ``local_capacity``, ``local_expiry``, ``remote_capacity``, ``prefetch_count``, ``ssl_context``,
+    ``groups_exchange``) and ``group_expiry``, ``capacity``, ``channel_capacity``, ``connect_timeout``,
+    ``heartbeat``, ``max_message_size``, ``symmetric_encryption_keys``, ``normal_channel_prefix``. See
+    ``docs/configuration.md``.
     """
 
     extensions: ClassVar[list[str]] = ["groups", "flush"]
