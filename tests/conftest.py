@@ -21,7 +21,15 @@ ROOT = Path(__file__).resolve().parent.parent
 # parallel, two developers) never receive each other's group messages. Removed at the end of the session.
 TEST_EXCHANGE = f"test-groups-{os.getpid()}-{secrets.token_hex(3)}"
 # The normal channels the tests use; their (durable) queues are named f"{TEST_EXCHANGE}.{channel}" and removed too.
-TEST_NORMAL_CHANNELS = ("jobs.early", "jobs.shared", "jobs.left", "jobs.tiny", "jobs.flushed", "jobs.runworker")
+TEST_NORMAL_CHANNELS = (
+    "jobs.early",
+    "jobs.shared",
+    "jobs.left",
+    "jobs.tiny",
+    "jobs.flushed",
+    "jobs.expiring",
+    "jobs.runworker",
+)
 
 
 @pytest.fixture(scope="session", autouse=True)

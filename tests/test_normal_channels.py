@@ -71,3 +71,11 @@ async def test_flush_purges_the_normal_channel_queues_used(make_layer) -> None:
     await layer.flush()
     await layer.send("jobs.flushed", {"type": "after"})
     assert await asyncio.wait_for(layer.receive("jobs.flushed"), 10) == {"type": "after"}
+
+
+async def test_messages_expire_in_a_normal_channel(make_layer) -> None:
+    layer = make_layer(expiry=0.2, **NORMAL)  # the queue's x-message-ttl
+    await layer.send("jobs.expiring", {"type": "stale"})
+    await asyncio.sleep(0.6)
+    await layer.send("jobs.expiring", {"type": "fresh"})
+    assert await asyncio.wait_for(layer.receive("jobs.expiring"), 10) == {"type": "fresh"}
