@@ -1,4 +1,4 @@
-"""`python -m django runworker` with this layer: two worker processes share the jobs of a normal channel."""
+"""`python manage.py runworker` with this layer: two worker processes share the jobs of a normal channel."""
 
 from __future__ import annotations
 
@@ -15,15 +15,9 @@ from .conftest import HOST, ROOT, TEST_EXCHANGE
 
 @pytest.fixture
 def runworkers() -> Iterator[list[subprocess.Popen]]:
-    """Two `python -m django runworker jobs.runworker` processes on this session's exchange and queues."""
-    environment = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.django_project.settings",
-        "PYTHONPATH": str(ROOT),
-        "AMQP_URL": HOST,
-        "TEST_GROUPS_EXCHANGE": TEST_EXCHANGE,
-    }
-    command = [sys.executable, "-m", "django", "runworker", "jobs.runworker"]
+    """Two `python manage.py runworker jobs.runworker` processes on this session's exchange and queues."""
+    environment = {**os.environ, "AMQP_URL": HOST, "TEST_GROUPS_EXCHANGE": TEST_EXCHANGE}
+    command = [sys.executable, str(ROOT / "tests" / "django_project" / "manage.py"), "runworker", "jobs.runworker"]
     workers = [subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.DEVNULL) for _ in range(2)]
     yield workers
     for worker in workers:
