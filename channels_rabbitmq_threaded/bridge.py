@@ -9,7 +9,8 @@ Two one-shot objects carry everything that goes out of the I/O thread:
 `LoopReply` answers one request (a publish confirm, a bind, readiness, close). The caller creates it on its loop and
 awaits `reply.future`; the I/O thread (or, if that thread is gone, whoever finds the request) calls `resolve` or
 `fail` once. The answer travels by `loop.call_soon_threadsafe`; if the loop is closed the caller is gone and the
-answer is dropped; if the caller was cancelled the answer is ignored.
+answer is dropped; if the caller was cancelled the answer is ignored. `ThreadReply` does the same for a caller with
+no event loop (`send_sync`, `group_send_sync`), which blocks its own thread on a `threading.Event`.
 
 `Waiter` is one pending `receive()`. The I/O thread calls `offer(message)` at most once. The message then belongs
 to whichever side *claims* the waiter first, with a non-blocking `threading.Lock.acquire(False)`:
@@ -76,6 +77,38 @@ class LoopReply:
     def _set_exception(self, exc: BaseException) -> None:  # on the caller's loop
         if not self.future.done():
             self.future.set_exception(copy.copy(exc))  # one failure may answer many callers: each gets its own
+
+
+class ThreadReply:
+    """The answer to one request from a thread with no event loop (the synchronous fast path).
+
+    The caller blocks in `wait()`, which is only allowed where no event loop runs (the layer checks); the I/O thread
+    answers once with `resolve` or `fail`.
+    """
+
+    __slots__ = ("_done", "_exc", "_value")
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self._value: Any = None
+        self._exc: BaseException | None = None
+
+    def resolve(self, value: Any = None) -> None:
+        if not self._done.is_set():
+            self._value = value
+            self._done.set()
+
+    def fail(self, exc: BaseException) -> None:
+        if not self._done.is_set():
+            self._exc = copy.copy(exc)  # one failure may answer many callers: each gets its own
+            self._done.set()
+
+    def wait(self, timeout: float | None) -> Any:
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"no answer from the channel layer's I/O thread within {timeout}s")
+        if self._exc is not None:
+            raise self._exc
+        return self._value
 
 
 class Waiter:

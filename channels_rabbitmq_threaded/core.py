@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
 
-from .bridge import LoopReply, Waiter
+from .bridge import LoopReply, ThreadReply, Waiter
 from .config import Settings
 from .envelope import FLUSH_GROUP, Recipient, encode
 from .errors import LayerClosed, MessageTooLarge, RabbitmqLayerError
@@ -92,17 +92,33 @@ class RabbitmqChannelLayer(BaseChannelLayer):
         return name
 
     async def send(self, channel: str, message: dict[str, Any]) -> None:
-        """Send `message` to `channel`; raises ChannelFull when the receiving process's queue is full."""
+        """Send `message` to `channel`; raises ChannelFull when the receiving queue is full."""
+        publish = self._send_request(channel, message)
+        if not await self._ask(publish):
+            raise ChannelFull(channel)
+
+    def send_sync(self, channel: str, message: dict[str, Any], timeout: float | None = None) -> None:
+        """`send` for code with no event loop (Celery tasks, WSGI views, management commands, plain threads).
+
+        Hands the publish straight to the I/O thread and blocks this thread until RabbitMQ confirms it: no event
+        loop is made, unlike `async_to_sync(layer.send)`. Same validation and `ChannelFull`. Refuses to run in a
+        thread whose event loop is running (it would block that loop): use `await layer.send(...)` there.
+        `timeout` (seconds, default none) bounds the wait with a `TimeoutError`; the layer's own bounds
+        (`connect_timeout`, heartbeats) apply anyway.
+        """
+        self._refuse_on_a_running_loop("send_sync")
+        publish = self._send_request(channel, message)
+        if not self._ask_sync(publish, timeout):
+            raise ChannelFull(channel)
+
+    def _send_request(self, channel: str, message: dict[str, Any]) -> Publish:
         self.require_valid_channel_name(channel)
         body = self._encode(message, Recipient(is_group=False, name=channel))
         if "!" in channel:  # process-specific: the queue of the process named in it
-            publish = Publish(reply=None, routing_key=_queue_of(channel), body=body, mandatory=True)
-        else:  # normal: a queue shared by every process that receives on it, declared before the first publish
-            queue, arguments = self.settings.normal_queue(channel)
-            publish = Publish(reply=None, routing_key=queue, body=body, mandatory=True, declare=(queue, arguments))
-        acked = await self._ask(publish)
-        if not acked:
-            raise ChannelFull(channel)
+            return Publish(reply=None, routing_key=_queue_of(channel), body=body, mandatory=True)
+        # normal: a queue shared by every process that receives on it, declared before the first publish
+        queue, arguments = self.settings.normal_queue(channel)
+        return Publish(reply=None, routing_key=queue, body=body, mandatory=True, declare=(queue, arguments))
 
     async def receive(self, channel: str) -> dict[str, Any]:
         """The next message for one of this layer's channels, on whichever event loop calls it.
@@ -142,15 +158,19 @@ class RabbitmqChannelLayer(BaseChannelLayer):
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         """Send `message` to every member of `group`, in every process. Never raises ChannelFull."""
+        publish = self._group_send_request(group, message)
+        _warn_if_nacked(group, await self._ask(publish))
+
+    def group_send_sync(self, group: str, message: dict[str, Any], timeout: float | None = None) -> None:
+        """`group_send` for code with no event loop; see `send_sync`."""
+        self._refuse_on_a_running_loop("group_send_sync")
+        publish = self._group_send_request(group, message)
+        _warn_if_nacked(group, self._ask_sync(publish, timeout))
+
+    def _group_send_request(self, group: str, message: dict[str, Any]) -> Publish:
         self.require_valid_group_name(group)
         body = self._encode(message, Recipient(is_group=True, name=group))
-        acked = await self._ask(
-            Publish(reply=None, exchange=self.settings.groups_exchange, routing_key=group, body=body, mandatory=True)
-        )
-        if not acked:
-            logger.warning(
-                "group_send to %r: a member process's queue is full (remote_capacity); its copy was dropped", group
-            )
+        return Publish(reply=None, exchange=self.settings.groups_exchange, routing_key=group, body=body, mandatory=True)
 
     async def flush(self) -> None:
         """Reset this layer to blank, for tests (as in channels_redis).
@@ -221,6 +241,24 @@ class RabbitmqChannelLayer(BaseChannelLayer):
         if io_thread is not None:
             io_thread.let_go_in_child()
 
+    def _ask_sync(self, request: Request, timeout: float | None) -> Any:
+        """Submit a request that has a reply, and block this (loopless) thread until it is answered."""
+        io_thread = self._io()
+        reply = ThreadReply()
+        request.reply = reply  # type: ignore[attr-defined]
+        io_thread.submit(request)
+        return reply.wait(timeout)
+
+    @staticmethod
+    def _refuse_on_a_running_loop(method: str) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop in this thread: blocking is fine
+        raise RuntimeError(
+            f"{method}() blocks its thread, and this thread runs an event loop: use the async method with await"
+        )
+
     def _refused(self, channel: str, message: dict[str, Any], expires_at: float) -> None:
         """A message handed to a receive() that did not take it (any thread): back to its channel."""
         io_thread = self._io_thread
@@ -233,6 +271,13 @@ class RabbitmqChannelLayer(BaseChannelLayer):
                 f"channel {channel!r} does not belong to this process's layer "
                 "(only names from this layer's new_channel() can be received on or added to groups here)"
             )
+
+
+def _warn_if_nacked(group: str, acked: bool) -> None:
+    if not acked:
+        logger.warning(
+            "group_send to %r: a member process's queue is full (remote_capacity); its copy was dropped", group
+        )
 
 
 def _new_queue_name() -> str:

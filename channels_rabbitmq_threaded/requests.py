@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .bridge import LoopReply, Waiter
+from .bridge import LoopReply, ThreadReply, Waiter
 
 
 @dataclass(slots=True)
@@ -23,7 +23,7 @@ class Request:
 
 @dataclass(slots=True)
 class _Answered(Request):
-    reply: LoopReply | None
+    reply: LoopReply | ThreadReply | None
 
     def fail(self, exc: BaseException) -> None:
         if self.reply is not None:

@@ -1,0 +1,77 @@
+"""The synchronous fast path: send_sync / group_send_sync from threads with no event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.exceptions import ChannelFull
+
+from channels_rabbitmq_threaded import LayerClosed
+
+
+def in_plain_thread(function) -> object:
+    """Run `function` in a new thread with no event loop (a Celery task, a WSGI view); return or raise its result."""
+    outcome: list = []
+
+    def target() -> None:
+        try:
+            outcome.append(("ok", function()))
+        except BaseException as exc:
+            outcome.append(("error", exc))
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    kind, value = outcome[0]
+    if kind == "error":
+        raise value
+    return value
+
+
+async def test_send_sync_and_group_send_sync_from_a_plain_thread(layer) -> None:
+    channel = await layer.new_channel()
+    await layer.group_add("sync-group", channel)
+
+    def celery_task() -> None:
+        for n in range(20):
+            layer.send_sync(channel, {"type": "direct", "n": n})
+        layer.group_send_sync("sync-group", {"type": "group"})
+
+    await asyncio.to_thread(in_plain_thread, celery_task)
+    assert [(await layer.receive(channel))["n"] for _ in range(20)] == list(range(20))
+    assert await layer.receive(channel) == {"type": "group"}
+
+
+def test_send_sync_raises_channel_full_and_validates(make_layer) -> None:
+    layer = make_layer(local_capacity=1, remote_capacity=1, prefetch_count=1)
+    channel = async_to_sync(layer.new_channel)()
+
+    def fill() -> None:
+        for n in range(10):
+            layer.send_sync(channel, {"type": "n", "n": n})
+
+    with pytest.raises(ChannelFull):
+        in_plain_thread(fill)
+    with pytest.raises(TypeError):
+        layer.send_sync("bad name!", {"type": "x"})
+    with pytest.raises(TypeError):
+        layer.send_sync(channel, ["not", "a", "dict"])
+
+
+async def test_sync_methods_refuse_to_block_a_running_loop(layer) -> None:
+    channel = await layer.new_channel()
+    with pytest.raises(RuntimeError, match="use the async method"):
+        layer.send_sync(channel, {"type": "x"})
+    with pytest.raises(RuntimeError, match="use the async method"):
+        layer.group_send_sync("g", {"type": "x"})
+
+
+def test_send_sync_after_close(make_layer) -> None:
+    layer = make_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.close)()
+    with pytest.raises(LayerClosed):
+        layer.send_sync(channel, {"type": "x"})
