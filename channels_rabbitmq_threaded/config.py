@@ -134,6 +134,11 @@ class Settings:
         }
         return params
 
+    @property
+    def control_exchange(self) -> str:
+        """The fanout exchange every process of a deployment binds its queue to, for flush()."""
+        return f"{self.groups_exchange}.control"
+
     def normal_queue(self, channel: str) -> tuple[str, dict[str, Any]]:
         """The queue of a normal channel (no "!"), and the arguments every process must declare it with.
 

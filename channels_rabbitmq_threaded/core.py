@@ -182,8 +182,7 @@ class RabbitmqChannelLayer(BaseChannelLayer):
         """
         await self._ask(Flush(reply=None))
         body = encode({"from": self.queue_name}, Recipient(is_group=True, name=FLUSH_GROUP), self.settings.fernet)
-        exchange = f"{self.settings.groups_exchange}.control"
-        await self._ask(Publish(reply=None, exchange=exchange, routing_key="", body=body))
+        await self._ask(Publish(reply=None, exchange=self.settings.control_exchange, routing_key="", body=body))
 
     async def close(self) -> None:
         """Close the connection and stop the I/O thread. Pending receive() calls get StopConsumer. Idempotent."""

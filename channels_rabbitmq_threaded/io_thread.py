@@ -318,7 +318,7 @@ class IOThread:
     @guarded
     def _on_exchange_declared(self, _frame: Any) -> None:
         self._consumer.channel.exchange_declare(
-            exchange=self.control_exchange, exchange_type="fanout", callback=self._on_control_exchange_declared
+            exchange=self.settings.control_exchange, exchange_type="fanout", callback=self._on_control_exchange_declared
         )
 
     @guarded
@@ -336,7 +336,9 @@ class IOThread:
 
     @guarded
     def _on_queue_declared(self, _frame: Any) -> None:
-        self._consumer.channel.queue_bind(self.queue_name, self.control_exchange, callback=self._on_control_bound)
+        self._consumer.channel.queue_bind(
+            self.queue_name, self.settings.control_exchange, callback=self._on_control_bound
+        )
 
     @guarded
     def _on_control_bound(self, _frame: Any) -> None:
@@ -489,11 +491,6 @@ class IOThread:
     def _await_ready(self, request: AwaitReady) -> None:
         request.resolve()
 
-    @property
-    def control_exchange(self) -> str:
-        """The fanout exchange every process of a deployment binds its queue to, for flush()."""
-        return f"{self.settings.groups_exchange}.control"
-
     def _flush(self, request: Flush) -> None:
         held, groups, dropped = self._routing.flush()
         for tag in held:
@@ -567,11 +564,13 @@ class IOThread:
         self._normal_consumers[channel] = consumer_channel.basic_consume(queue, self._on_delivery)
 
     def _stop_idle_normal_consumers(self) -> None:
-        for channel, tag in list(self._normal_consumers.items()):
+        for channel, consumer in list(self._normal_consumers.items()):
             if not self._routing.waiting_on(channel):
                 del self._normal_consumers[channel]
                 if self._consumer.channel_open:
-                    self._consumer.channel.basic_cancel(tag)
+                    # Deliveries already on their way to this consumer never reach _on_delivery: pika rejects
+                    # (requeues) every delivery for a consumer it has cancelled, so they go back to other workers.
+                    self._consumer.channel.basic_cancel(consumer)
 
     def _forget(self, request: Forget) -> None:
         waiter = request.waiter
@@ -605,23 +604,29 @@ class IOThread:
             channel.basic_ack(tag)
             self._flushed_by(message.get("from"))
             return
-        if method.consumer_tag != self._exclusive_tag:  # from a normal channel's queue
-            expected = next((name for name, tag in self._normal_consumers.items() if tag == method.consumer_tag), None)
-            if recipient.name != expected:
-                logger.warning(
-                    "Dropped a %d-byte message for %r found in the queue of %r", len(body), recipient.name, expected
-                )
-                channel.basic_ack(tag)
-                return
-            if not self._routing.waiting_on(recipient.name):
-                channel.basic_nack(tag, requeue=True)  # nobody here waits for it any more: back to the other workers
-                self._stop_idle_normal_consumers()
-                return
-            self._apply(self._routing.offer(tag, recipient, message, time.monotonic()))
-            self._stop_idle_normal_consumers()
+        normal = method.consumer_tag != self._exclusive_tag  # from a normal channel's queue
+        if normal and not self._accept_normal_delivery(channel, method, recipient.name, len(body)):
             return
         self._apply(self._routing.offer(tag, recipient, message, time.monotonic()))
+        if normal:
+            self._stop_idle_normal_consumers()
         self._schedule_expiry()
+
+    def _accept_normal_delivery(self, channel: Any, method: pika.spec.Basic.Deliver, recipient: str, size: int) -> bool:
+        """A delivery from a normal channel's queue: True to route it; False when it was dropped or requeued."""
+        tag: int = method.delivery_tag  # type: ignore[assignment]
+        queue_channel = next(
+            (name for name, consumer in self._normal_consumers.items() if consumer == method.consumer_tag), None
+        )
+        if recipient != queue_channel:
+            logger.warning("Dropped a %d-byte message for %r found in the queue of %r", size, recipient, queue_channel)
+            channel.basic_ack(tag)
+            return False
+        if not self._routing.waiting_on(recipient):
+            channel.basic_nack(tag, requeue=True)  # nobody here waits for it any more: back to the other workers
+            self._stop_idle_normal_consumers()
+            return False
+        return True
 
     def _apply(self, effects: Effects[Waiter, int]) -> None:
         """Carry out what the routing state decided: hand-offs, acks, log lines, unbinds."""

@@ -28,6 +28,7 @@ TEST_NORMAL_CHANNELS = (
     "jobs.tiny",
     "jobs.flushed",
     "jobs.expiring",
+    "jobs.churn",
     "jobs.runworker",
 )
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 from channels.exceptions import ChannelFull
 
 from .conftest import TEST_EXCHANGE
 
+JOBS = 500
 NORMAL = {"normal_channel_prefix": f"{TEST_EXCHANGE}."}  # this session's own queues
 
 
@@ -79,3 +81,40 @@ async def test_messages_expire_in_a_normal_channel(make_layer) -> None:
     await asyncio.sleep(0.6)
     await layer.send("jobs.expiring", {"type": "fresh"})
     assert await asyncio.wait_for(layer.receive("jobs.expiring"), 10) == {"type": "fresh"}
+
+
+async def test_jobs_in_flight_to_a_cancelled_consumer_go_back_to_the_queue(make_layer) -> None:
+    """A worker that keeps starting and abandoning receives churns consume/cancel; no job may be lost."""
+    room = {"channel_capacity": {"jobs.churn": 1000}, **NORMAL}  # every layer declares the queue alike
+    sender, flaky, steady = make_layer(**room), make_layer(**room), make_layer(**room)
+    got: list[int] = []
+    done = asyncio.Event()
+
+    async def steady_worker() -> None:
+        while True:
+            got.append((await steady.receive("jobs.churn"))["n"])
+            if len(got) == JOBS:
+                done.set()
+
+    async def flaky_worker() -> None:
+        while not done.is_set():
+            pending = asyncio.ensure_future(flaky.receive("jobs.churn"))
+            await asyncio.sleep(random.random() / 1000)  # 0-1 ms: cancels land in every phase of a delivery
+            pending.cancel()
+            try:
+                got.append((await pending)["n"])  # it may have arrived before the cancel
+                if len(got) == JOBS:
+                    done.set()
+            except asyncio.CancelledError:
+                pass
+
+    workers = [asyncio.ensure_future(steady_worker()), asyncio.ensure_future(flaky_worker())]
+    try:
+        for n in range(JOBS):
+            await sender.send("jobs.churn", {"type": "job", "n": n})
+        await asyncio.wait_for(done.wait(), 60)
+    finally:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+    assert sorted(got) == list(range(JOBS))
