@@ -15,7 +15,7 @@ setup(
     long_description=Path("README.md").read_text(),
     long_description_content_type="text/markdown",
     license="MIT",
-    packages=["channels_rabbitmq_threaded"],
+    packages=["channels_rabbitmq_threaded", "channels_rabbitmq_threaded.bench"],
     python_requires=">=3.10",
     install_requires=[
         "pika>=1.4,<2",

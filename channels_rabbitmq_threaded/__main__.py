@@ -18,6 +18,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 
+from .bench import cli as bench_cli
 from .config import DEFAULT_HOST, redact_url
 from .core import RabbitmqChannelLayer
 from .errors import BrokerUnavailable
@@ -35,7 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("check", help="connect, round-trip a message and a group message, report timings")
     check.add_argument("--host", default=DEFAULT_HOST, help=f"AMQP URL (default {DEFAULT_HOST})")
     check.add_argument("--count", type=int, default=200, help="round trips to time (default 200)")
+    bench = commands.add_parser("bench", help="measure layers side by side (see docs/performance.md)")
+    bench_cli.add_arguments(bench, DEFAULT_HOST)
     args = parser.parse_args(argv)
+    if args.command == "bench":
+        return bench_cli.run(args)
     return run_check(args.host, args.count)
 
 

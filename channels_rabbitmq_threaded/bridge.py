@@ -30,6 +30,14 @@ loop per `async_to_sync` call a per-channel queue breaks on the second call, and
 whose loop died, or fetched by a cancelled `get()`, has no way back to the head of its channel. The round-trip
 benchmark (`benchmarks/handoff.py`, figures in `docs/design.md`) also measured per-waiter futures clearly faster.
 
+Wake-ups are batched. Every answer bound for a loop goes out through `to_loop`. The I/O thread installs a
+`LoopWakes` for the life of its pika loop: answers produced during one pass of that loop (the 25 local members of a
+group message, the 50 publishes that one `multiple` confirm settles) are collected per event loop and sent as *one*
+`call_soon_threadsafe` per event loop at the end of the pass, one self-pipe write and one wake-up instead of one
+per answer. On any other thread (a caller failing its own request because the I/O thread is gone) an answer goes
+out at once. If a loop closed before its batch was sent, the batch's answers are dropped; an offered message in it
+goes back to its channel (`Waiter._give_back`).
+
 Threads: `resolve`, `fail`, `offer`, `reclaim` may be called from any thread (in practice the I/O thread);
 `_settle` and everything touching `future` run on the caller's loop. No method blocks.
 """
@@ -39,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -47,6 +56,68 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 _NOTHING: Any = object()
+_this_thread = threading.local()  # .wakes: the LoopWakes of the I/O thread, set on that thread only
+
+OnLoop = Callable[[], None]  # runs on the caller's loop
+Undeliverable = Callable[[], None] | None  # runs where the loop turned out closed (any thread)
+
+
+class LoopWakes:
+    """Answers bound for event loops, sent as one `call_soon_threadsafe` per loop per pass of the I/O thread.
+
+    Owned by the I/O thread: `post` and `flush` run there only. `schedule_flush` arranges one `flush` at the end of
+    the current pass (a zero-delay timer of the pika loop); the thread uninstalls it when its pika loop has stopped.
+    """
+
+    def __init__(self, schedule_flush: Callable[[], None]) -> None:
+        self._pending: dict[asyncio.AbstractEventLoop, list[tuple[OnLoop, Undeliverable]]] = {}
+        self._schedule_flush = schedule_flush
+
+    def install(self) -> None:
+        """Make `to_loop` batch through this object on the calling thread (the I/O thread, at its start)."""
+        _this_thread.wakes = self
+
+    def uninstall(self) -> None:
+        """Send what is pending; from now on `to_loop` sends at once (the I/O thread's pika loop has stopped)."""
+        _this_thread.wakes = None
+        self.flush()
+
+    def post(self, loop: asyncio.AbstractEventLoop, on_loop: OnLoop, undeliverable: Undeliverable) -> None:
+        batch = self._pending.get(loop)
+        if batch is None:
+            if not self._pending:
+                self._schedule_flush()
+            batch = self._pending[loop] = []
+        batch.append((on_loop, undeliverable))
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        for loop, batch in pending.items():
+            try:
+                loop.call_soon_threadsafe(_run_batch, batch)
+            except RuntimeError:  # the loop closed since the answers were posted
+                for _, undeliverable in batch:
+                    if undeliverable is not None:
+                        undeliverable()
+
+
+def _run_batch(batch: list[tuple[OnLoop, Undeliverable]]) -> None:  # on the caller's loop
+    for on_loop, _ in batch:
+        try:
+            on_loop()
+        except Exception:  # one answer's failure must not cost the others theirs
+            logger.exception("Error handing an answer to an event loop")
+
+
+def to_loop(loop: asyncio.AbstractEventLoop, on_loop: OnLoop, undeliverable: Undeliverable = None) -> None:
+    """Run `on_loop` on `loop`: batched on the I/O thread, at once elsewhere. RuntimeError if `loop` is closed."""
+    if loop.is_closed():
+        raise RuntimeError("Event loop is closed")
+    wakes: LoopWakes | None = getattr(_this_thread, "wakes", None)
+    if wakes is None:
+        loop.call_soon_threadsafe(on_loop)
+    else:
+        wakes.post(loop, on_loop, undeliverable)
 
 
 class LoopReply:
@@ -59,14 +130,14 @@ class LoopReply:
         self.future: asyncio.Future[Any] = loop.create_future()
 
     def resolve(self, value: Any = None) -> None:
-        self._send(self._set_result, value)
+        self._send(functools.partial(self._set_result, value))
 
     def fail(self, exc: BaseException) -> None:
-        self._send(self._set_exception, exc)
+        self._send(functools.partial(self._set_exception, exc))
 
-    def _send(self, setter: Callable[[Any], None], value: Any) -> None:
+    def _send(self, on_loop: OnLoop) -> None:
         try:
-            self.loop.call_soon_threadsafe(setter, value)
+            to_loop(self.loop, on_loop)
         except RuntimeError:  # the caller's loop is closed: nobody is waiting for this answer any more
             logger.debug("dropped an answer for a closed event loop")
 
@@ -135,7 +206,7 @@ class Waiter:
         self._message = message
         self.expires_at = expires_at
         try:
-            self.loop.call_soon_threadsafe(self._settle)
+            to_loop(self.loop, self._settle, self._give_back)
         except RuntimeError:  # the loop is closed
             self._claim.acquire(blocking=False)
             self._message = _NOTHING
@@ -152,7 +223,13 @@ class Waiter:
     def fail(self, exc: BaseException) -> None:
         """Wake this receive() with an exception (it was never offered a message)."""
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
-            self.loop.call_soon_threadsafe(self._set_exception, exc)
+            to_loop(self.loop, functools.partial(self._set_exception, exc))
+
+    def _give_back(self) -> None:
+        """The loop closed before the offered message reached it (any thread): the message goes back."""
+        message = self.reclaim()
+        if message is not None:
+            self._on_refused(self.channel, message, self.expires_at)
 
     def _set_exception(self, exc: BaseException) -> None:  # on the caller's loop
         if not self.future.done():
@@ -169,9 +246,5 @@ class Waiter:
 
     def __del__(self) -> None:
         # A loop closed with our _settle still queued: the message would vanish with the waiter. Give it back.
-        try:
-            message = self.reclaim()
-            if message is not None:
-                self._on_refused(self.channel, message, self.expires_at)
-        except Exception:  # never raise from a finalizer (the interpreter may be shutting down)
-            pass
+        with contextlib.suppress(Exception):  # never raise from a finalizer (the interpreter may be shutting down)
+            self._give_back()

@@ -44,6 +44,7 @@ OPTION_NAMES = (
     "channel_capacity",
     "symmetric_encryption_keys",
     "normal_channel_prefix",
+    "wait_for_confirms",
 )
 
 RABBITMQ_MAX_MESSAGE_SIZE = 128 * 1024 * 1024  # RabbitMQ's default `max_message_size` (3.8 and later)
@@ -69,6 +70,7 @@ class Settings:
     channel_capacity: tuple[tuple[re.Pattern[str], int], ...]  # compiled once, in the order given
     fernet: Any  # a cryptography MultiFernet built from symmetric_encryption_keys, or None
     normal_channel_prefix: str
+    wait_for_confirms: bool  # False: send/group_send return once handed to the I/O thread (no ChannelFull)
 
     @classmethod
     def from_options(
@@ -89,6 +91,7 @@ class Settings:
         channel_capacity: dict[str | re.Pattern[str], int] | None = None,
         symmetric_encryption_keys: list[str | bytes] | None = None,
         normal_channel_prefix: str = "channels.",
+        wait_for_confirms: bool = True,
         **unknown: Any,
     ) -> Settings:
         if unknown:
@@ -115,6 +118,7 @@ class Settings:
             channel_capacity=_compile_capacities(channel_capacity),
             fernet=_multi_fernet(symmetric_encryption_keys),
             normal_channel_prefix=_check_prefix(normal_channel_prefix),
+            wait_for_confirms=_check_bool("wait_for_confirms", wait_for_confirms),
         )
         return settings
 
@@ -262,6 +266,12 @@ def _compile_capacities(
             raise TypeError(f"channel_capacity keys must be glob strings or compiled regexes, not {pattern!r}")
         compiled.append((pattern, _positive_int(f"channel_capacity[{pattern.pattern!r}]", value)))
     return tuple(compiled)
+
+
+def _check_bool(option: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{option} must be True or False, not {type(value).__name__}")
+    return value
 
 
 def _positive_int(option: str, value: object) -> int:

@@ -2,7 +2,8 @@
 
 Theory of operation: each method validates its arguments on the caller's thread (bad input raises `TypeError` or
 `ValueError` at once and changes nothing), builds a request, hands it to the layer's `IOThread` and awaits the
-answer on the caller's own event loop, whichever loop that is. Nothing here keeps loop-bound state, so the same
+answer on the caller's own event loop, whichever loop that is (with ``wait_for_confirms=False``, sends are handed
+over without an answer, up to a bound: `IOThread.submit_unwaited`). Nothing here keeps loop-bound state, so the same
 layer serves the ASGI server's loop and every short-lived loop that `async_to_sync` makes. Nothing here touches
 pika or blocks a loop: the only lock guards the one-time start of the I/O thread.
 
@@ -92,9 +93,13 @@ class RabbitmqChannelLayer(BaseChannelLayer):
         return name
 
     async def send(self, channel: str, message: dict[str, Any]) -> None:
-        """Send `message` to `channel`; raises ChannelFull when the receiving queue is full."""
+        """Send `message` to `channel`; raises ChannelFull when the receiving queue is full.
+
+        Returns once RabbitMQ has confirmed the message. With ``wait_for_confirms=False`` it returns as soon as the
+        I/O thread has it, and a full queue is logged as a dropped message instead of raising ChannelFull.
+        """
         publish = self._send_request(channel, message)
-        if not await self._ask(publish):
+        if not self._sent_unwaited(publish) and not await self._ask(publish):
             raise ChannelFull(channel)
 
     def send_sync(self, channel: str, message: dict[str, Any], timeout: float | None = None) -> None:
@@ -108,7 +113,7 @@ class RabbitmqChannelLayer(BaseChannelLayer):
         """
         self._refuse_on_a_running_loop("send_sync")
         publish = self._send_request(channel, message)
-        if not self._ask_sync(publish, timeout):
+        if not self._sent_unwaited(publish) and not self._ask_sync(publish, timeout):
             raise ChannelFull(channel)
 
     def _send_request(self, channel: str, message: dict[str, Any]) -> Publish:
@@ -159,13 +164,15 @@ class RabbitmqChannelLayer(BaseChannelLayer):
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         """Send `message` to every member of `group`, in every process. Never raises ChannelFull."""
         publish = self._group_send_request(group, message)
-        _warn_if_nacked(group, await self._ask(publish))
+        if not self._sent_unwaited(publish):
+            _warn_if_nacked(group, await self._ask(publish))
 
     def group_send_sync(self, group: str, message: dict[str, Any], timeout: float | None = None) -> None:
         """`group_send` for code with no event loop; see `send_sync`."""
         self._refuse_on_a_running_loop("group_send_sync")
         publish = self._group_send_request(group, message)
-        _warn_if_nacked(group, self._ask_sync(publish, timeout))
+        if not self._sent_unwaited(publish):
+            _warn_if_nacked(group, self._ask_sync(publish, timeout))
 
     def _group_send_request(self, group: str, message: dict[str, Any]) -> Publish:
         self.require_valid_group_name(group)
@@ -239,6 +246,11 @@ class RabbitmqChannelLayer(BaseChannelLayer):
         self.queue_name = _new_queue_name()
         if io_thread is not None:
             io_thread.let_go_in_child()
+
+    def _sent_unwaited(self, publish: Publish) -> bool:
+        """With `wait_for_confirms=False`: hand the publish over without waiting for it (True), unless too many
+        publishes are already in flight (False: the caller waits for this one's confirm, which slows it down)."""
+        return not self.settings.wait_for_confirms and self._io().submit_unwaited(publish)
 
     def _ask_sync(self, request: Request, timeout: float | None) -> Any:
         """Submit a request that has a reply, and block this (loopless) thread until it is answered."""

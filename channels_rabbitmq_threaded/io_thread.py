@@ -48,11 +48,11 @@ import pika.spec
 from channels.exceptions import StopConsumer
 from pika.adapters.select_connection import IOLoop
 
-from .bridge import Waiter
+from .bridge import LoopWakes, Waiter
 from .config import Settings
 from .envelope import FLUSH_GROUP, MalformedBody, decode
 from .errors import BrokerUnavailable, ConfirmLost, LayerClosed, RabbitmqLayerError
-from .link import STOPPED, Link, guarded
+from .link import STOPPED, STOPPING, Link, guarded
 from .requests import AwaitReady, Flush, Forget, GroupAdd, GroupDiscard, Publish, PutBack, Request, Stop, Take
 from .routing import Effects, Inbox
 
@@ -65,7 +65,13 @@ _DROP_REASONS = {
     "capacity": "local_capacity reached while receivers wait; dropped the oldest message of the biggest backlog",
     "expired": "waited longer than local_expiry; its channel was removed from its groups",
     "channel capacity": "the channel holds its capacity (capacity/channel_capacity); dropped its oldest message",
+    "nacked": "RabbitMQ refused messages sent without waiting (wait_for_confirms=False): the receiving queue was full",
+    "failed": "messages sent without waiting (wait_for_confirms=False) were not confirmed",
 }
+# With wait_for_confirms=False, callers stop sending without waiting once this many publishes are queued, parked or
+# unconfirmed: they wait for their confirm instead, so a broker that is slow, blocked or gone slows them down rather
+# than filling this process's memory.
+MAX_UNWAITED_BACKLOG = 10_000
 
 
 def _nothing() -> None:
@@ -90,10 +96,42 @@ class DropLog:
 
     @guarded
     def _close_window(self) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        """Log the drops not logged yet (the window's end, or the thread's)."""
         counts, self._counts = self._counts, {}
         self._window_open = False
         for reason, count in counts.items():
             logger.warning("Dropped %d more message(s) in the last %gs: %s", count, DROP_LOG_WINDOW, reason)
+
+
+class UnwaitedPublishes:
+    """The one reply of every publish that no caller waits for (`wait_for_confirms=False`): logs what is lost.
+
+    A nack (a full queue) or a failure (connection lost, blocked too long, layer closed) is a dropped message, and
+    is logged through the `DropLog` like every other drop. Called on the I/O thread, except when that thread has
+    ended and `submit` fails requests on the caller's thread: then the line is logged directly.
+    """
+
+    __slots__ = ("_drops", "_io_thread")
+
+    def __init__(self, drops: DropLog, io_thread: threading.Thread) -> None:
+        self._drops = drops
+        self._io_thread = io_thread
+
+    def resolve(self, acked: bool = True) -> None:
+        if not acked:
+            self._drop("nacked", "RabbitMQ refused a message sent without waiting: the receiving queue was full")
+
+    def fail(self, exc: BaseException) -> None:
+        self._drop("failed", f"a message sent without waiting was not confirmed: {exc}")
+
+    def _drop(self, reason: str, detail: str) -> None:
+        if threading.current_thread() is self._io_thread:
+            self._drops.log(reason, detail)
+        else:
+            logger.warning("Dropped a message: %s", detail)
 
 
 class PendingConfirms:
@@ -128,8 +166,8 @@ class PendingConfirms:
         for publish in pending.values():
             publish.fail(exc)
 
-    def __bool__(self) -> bool:
-        return bool(self._by_tag)
+    def __len__(self) -> int:  # safe to read from any thread (an approximate figure there)
+        return len(self._by_tag)
 
 
 class IOThread:
@@ -190,7 +228,9 @@ class IOThread:
         self._routing: Inbox[Waiter, int] = Inbox(
             settings.local_capacity, settings.local_expiry, settings.group_expiry, settings.capacity_of
         )
+        self._wakes = LoopWakes(lambda: self._ioloop.call_later(0, self._flush_wakes))
         self._drops = DropLog(self._ioloop)
+        self.unwaited = UnwaitedPublishes(self._drops, self._thread)
         self._confirms = PendingConfirms()
         self._confirm_deadline: Any = None  # timer failing publishes stuck behind a blocked connection
         self._binds: dict[str, list[GroupAdd]] = {}  # group -> requests answered by its bind in flight
@@ -224,6 +264,18 @@ class IOThread:
             self._wake_pending = True
             self._ioloop.add_callback_threadsafe(self._drain)
 
+    def submit_unwaited(self, publish: Publish) -> bool:
+        """Hand over a publish that nobody will wait for (any thread). False, and nothing done, when the backlog of
+        publishes is at `MAX_UNWAITED_BACKLOG`: the caller must then wait for this one's confirm.
+        """
+        # Lengths of containers owned by the I/O thread, read without a lock: approximate, which a bound can afford.
+        backlog = len(self._requests) + len(self._confirms) + len(self._publisher.parked)
+        if backlog >= MAX_UNWAITED_BACKLOG:
+            return False
+        publish.reply = self.unwaited
+        self.submit(publish)
+        return True
+
     def stop_and_join(self, timeout: float) -> None:
         """Stop the thread from a thread with no event loop (process exit); waits at most `timeout` seconds."""
         if self._thread.is_alive():
@@ -248,6 +300,7 @@ class IOThread:
 
     def _run(self) -> None:
         try:
+            self._wakes.install()
             self._consumer.connect()
             self._publisher.connect()
             self._ioloop.start()
@@ -255,6 +308,7 @@ class IOThread:
             logger.exception("The channel layer's I/O thread stopped unexpectedly")
             self._death = RabbitmqLayerError(f"the channel layer's I/O thread stopped unexpectedly: {exc!r}")
         finally:
+            self._wakes.uninstall()  # no more pika timers: answers from here on go out at once
             death = self._death
             self._stopped = True
             self._fail_requests(death)
@@ -266,9 +320,14 @@ class IOThread:
             for link in (self._consumer, self._publisher):
                 for request in link.parked.release():
                     request.fail(death)
+            self._drops.flush()
             self._ioloop.close()
             if self._stop_request is not None:
                 self._stop_request.resolve()
+
+    @guarded
+    def _flush_wakes(self) -> None:
+        self._wakes.flush()
 
     def _fail_requests(self, exc: BaseException) -> None:
         while True:
@@ -531,9 +590,21 @@ class IOThread:
             waiter.fail(StopConsumer())
         if dropped:
             logger.warning("Closing the channel layer dropped %d undelivered message(s)", dropped)
-        self._ioloop.call_later(STOP_TIMEOUT, self._ioloop.stop)
+        self._ioloop.call_later(self.settings.connect_timeout + STOP_TIMEOUT, self._ioloop.stop)
         self._consumer.stop()
-        self._publisher.stop()
+        # Publishes already handed over (parked for a connection, or awaiting their confirm) may finish first, for
+        # at most connect_timeout: with wait_for_confirms=False their callers returned long ago and expect them sent.
+        self._ioloop.call_later(self.settings.connect_timeout, self._stop_publisher)
+        self._stop_publisher_if_settled()
+
+    def _stop_publisher_if_settled(self) -> None:
+        if not (self._confirms or self._publisher.parked or self._declaring):
+            self._stop_publisher()
+
+    @guarded
+    def _stop_publisher(self) -> None:
+        if self._publisher.state not in (STOPPING, STOPPED):
+            self._publisher.stop()
 
     def _link_stopped(self) -> None:
         if self._publisher.state == STOPPED:
@@ -669,6 +740,8 @@ class IOThread:
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method
         self._confirms.settle(method.delivery_tag, method.multiple, isinstance(method, pika.spec.Basic.Ack))
+        if self._stopping:
+            self._stop_publisher_if_settled()
 
     @guarded
     def _on_return(self, _channel: Any, method: Any, _props: Any, body: bytes) -> None:

@@ -152,6 +152,9 @@ class ParkedRequests:
         if self._timer is None:
             self._timer = self._ioloop.call_later(self._timeout, self._on_deadline)
 
+    def __len__(self) -> int:  # safe to read from any thread (an approximate figure there)
+        return len(self._waiting)
+
     def release(self) -> list[Request]:
         """Take every waiting request out (to run it, or to fail it)."""
         if self._timer is not None:

@@ -10,9 +10,17 @@ to `connect_timeout`; the others only touch in-memory routing state and run at o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from .bridge import LoopReply, ThreadReply, Waiter
+from .bridge import Waiter
+
+
+class Reply(Protocol):
+    """How a request is answered: `bridge.LoopReply`, `bridge.ThreadReply` or `io_thread.UnwaitedPublishes`."""
+
+    def resolve(self, value: Any = None) -> None: ...
+
+    def fail(self, exc: BaseException) -> None: ...
 
 
 @dataclass(slots=True)
@@ -23,7 +31,7 @@ class Request:
 
 @dataclass(slots=True)
 class _Answered(Request):
-    reply: LoopReply | ThreadReply | None
+    reply: Reply | None
 
     def fail(self, exc: BaseException) -> None:
         if self.reply is not None:

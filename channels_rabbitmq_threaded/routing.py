@@ -101,12 +101,18 @@ class Effects(Generic[W, T]):
 
 
 class GroupMembership:
-    """Which local channels are in which group, and since when."""
+    """Which local channels are in which group, and since when.
+
+    Kept small, since a site may hold tens of thousands of memberships: each group's members are a dict in the order
+    of their last `group_add` (a refresh moves the member to the end), so a group's oldest membership is its first;
+    the age heap holds one live entry per group, its oldest membership (entries that no longer match are stale and
+    skipped); a channel's groups are a tuple (most channels are in one or two groups).
+    """
 
     def __init__(self) -> None:
-        self._members: dict[str, dict[str, float]] = {}  # group -> {channel: time of the last group_add}
-        self._groups_of: dict[str, set[str]] = {}  # channel -> groups
-        self._by_age: list[tuple[float, str, str]] = []  # heap of (added, group, channel); stale when re-added
+        self._members: dict[str, dict[str, float]] = {}  # group -> {channel: time of the last group_add}, oldest first
+        self._groups_of: dict[str, tuple[str, ...]] = {}  # channel -> groups
+        self._by_age: list[tuple[float, str]] = []  # heap of (oldest membership, group); stale once that changed
 
     def add(self, group: str, channel: str, now: float) -> bool:
         """Add (or refresh) a membership. True when `group` had no local member before: bind it."""
@@ -114,41 +120,58 @@ class GroupMembership:
         first = members is None
         if members is None:
             members = self._members[group] = {}
+        was_oldest = not first and _first_key(members) == channel
+        members.pop(channel, None)  # so that the refreshed membership moves to the end: the youngest
         members[channel] = now
-        self._groups_of.setdefault(channel, set()).add(group)
-        heapq.heappush(self._by_age, (now, group, channel))
+        groups = self._groups_of.get(channel, ())
+        if group not in groups:
+            self._groups_of[channel] = (*groups, group)
+        if first or was_oldest:
+            heapq.heappush(self._by_age, (members[_first_key(members)], group))
         return first
 
     def oldest(self) -> float | None:
         """When the least recently added membership was added (None: no membership)."""
         by_age = self._by_age
-        while by_age and self._members.get(by_age[0][1], {}).get(by_age[0][2]) != by_age[0][0]:
-            heapq.heappop(by_age)  # discarded, or refreshed by a later group_add
-        return by_age[0][0] if by_age else None
+        while by_age:
+            added, group = by_age[0]
+            members = self._members.get(group)
+            if members and members[_first_key(members)] == added:
+                return added
+            heapq.heappop(by_age)  # the group is gone, or its oldest membership changed since
+        return None
 
     def expire(self, added_before: float) -> tuple[int, list[str]]:
         """Drop memberships last added before `added_before`: how many, and the groups left with no member."""
         dropped, emptied = 0, []
         while (oldest := self.oldest()) is not None and oldest < added_before:
-            _, group, channel = heapq.heappop(self._by_age)
-            dropped += 1
-            if self.discard(group, channel):
-                emptied.append(group)
+            _, group = heapq.heappop(self._by_age)
+            for channel, added in list(self._members[group].items()):  # oldest first
+                if added >= added_before:
+                    break
+                dropped += 1
+                if self.discard(group, channel):
+                    emptied.append(group)
         return dropped, emptied
 
     def discard(self, group: str, channel: str) -> bool:
         """Remove a membership if present. True when that left `group` with no local member: unbind it."""
         members = self._members.get(group)
-        if members is None or members.pop(channel, None) is None:
+        if members is None or channel not in members:
             return False
-        groups = self._groups_of[channel]
-        groups.discard(group)
-        if not groups:
+        was_oldest = _first_key(members) == channel
+        del members[channel]
+        groups = tuple(other for other in self._groups_of[channel] if other != group)
+        if groups:
+            self._groups_of[channel] = groups
+        else:
             del self._groups_of[channel]
-        if members:
-            return False
-        del self._members[group]
-        return True
+        if not members:
+            del self._members[group]
+            return True
+        if was_oldest:
+            heapq.heappush(self._by_age, (members[_first_key(members)], group))
+        return False
 
     def remove_channel(self, channel: str) -> list[str]:
         """Remove `channel` from all its groups; returns the groups left with no local member."""
@@ -175,6 +198,10 @@ class GroupMembership:
 
     def is_member(self, group: str, channel: str) -> bool:
         return channel in self._members.get(group, ())
+
+
+def _first_key(members: dict[str, float]) -> str:
+    return next(iter(members))
 
 
 class Inbox(Generic[W, T]):

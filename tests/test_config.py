@@ -51,6 +51,7 @@ def test_unknown_options_are_named() -> None:
         ({"groups_exchange": "amq.direct"}, ValueError, "not a usable exchange name"),
         ({"group_expiry": -1}, ValueError, "group_expiry must be at least 1"),
         ({"connect_timeout": None}, TypeError, "connect_timeout must be a number"),
+        ({"wait_for_confirms": "no"}, TypeError, "wait_for_confirms must be True or False"),
         ({"connect_timeout": -1}, ValueError, "connect_timeout must be a positive"),
         ({"heartbeat": 2.5}, TypeError, "heartbeat must be an int"),
         ({"capacity": 0}, ValueError, "capacity must be at least 1"),

@@ -220,3 +220,20 @@ def test_flush_drops_messages_and_memberships_but_keeps_waiters() -> None:
     assert held == [] and groups == ["g"] and dropped == 1
     assert inbox.in_memory == 0 and inbox.waiting == 1 and inbox.next_expiry() is None
     assert inbox.offer(3, to("b!1"), {"n": 3}, now=1).handoffs[0].waiter == "w"
+
+
+def test_membership_ages_follow_refreshes_and_discards() -> None:
+    membership = GroupMembership()
+    membership.add("room", "a", 1.0)
+    membership.add("room", "b", 2.0)
+    membership.add("hall", "a", 3.0)
+    assert membership.oldest() == 1.0
+    membership.add("room", "a", 4.0)  # refreshed: "b" is now the oldest of "room"
+    assert membership.oldest() == 2.0
+    membership.discard("room", "b")
+    assert membership.oldest() == 3.0
+    assert membership.expire(3.5) == (1, ["hall"])  # "a" left "hall", which is now empty; it stays in "room"
+    assert membership.is_member("room", "a") and not membership.is_member("hall", "a")
+    assert membership.groups() == ["room"]
+    assert membership.expire(5.0) == (1, ["room"])
+    assert membership.oldest() is None

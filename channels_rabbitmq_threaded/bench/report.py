@@ -1,0 +1,193 @@
+"""Tables, ratios and goals from a run's results. No I/O but `print` and the JSON file the caller names.
+
+Theory of operation: `Results` holds one result per (layer label, scenario name), as `cell.run` returned it:
+``{"figures": {...}}``, ``{"not_applicable": text}`` or ``{"error": text}``. The comparison table shows each cell's
+figures in one line; a peer's cell also shows how ours compares on the scenario's headline figure. `GOALS` is the
+goals table of the project's performance issue, as data: each goal is a ratio of two figures from the same run
+(or one figure against a bound), judged only when both were measured.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .layers import LayerSpec
+from .scenarios import Scenario
+
+BASELINE = "pika"  # the label under which layer-independent (baseline) scenarios are recorded
+Figure = tuple[str, str, str]  # (layer label, scenario name, figure name)
+
+
+@dataclass
+class Results:
+    layers: list[LayerSpec]
+    scenarios: list[Scenario]
+    cells: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    def figure(self, where: Figure) -> float | None:
+        label, scenario, name = where
+        value = self.cells.get((label, scenario), {}).get("figures", {}).get(name)
+        return float(value) if value is not None else None
+
+    def failed(self, label: str) -> list[str]:
+        return [scenario for (who, scenario), result in self.cells.items() if who == label and "error" in result]
+
+
+# -- cells ---------------------------------------------------------------------------------------------------------
+
+_FORMATS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "sync": lambda f: (
+        f"{f['calls/s']:,.0f} calls/s ({f['of ceiling']:.0%} of no-op {f['ceiling calls/s']:,.0f}),"
+        f" {f['delivered/s']:,.0f} delivered/s"
+    ),
+    "direct": lambda f: f"{f['calls/s']:,.0f} calls/s, {f['delivered/s']:,.0f} delivered/s",
+    "sequential": lambda f: f"{f['delivered/s']:,.0f} delivered/s ({f['sends/s']:,.0f} sends/s)",
+    "concurrent": lambda f: f"{f['delivered/s']:,.0f} delivered/s ({f['sends/s']:,.0f} sends/s)",
+    "fanout": lambda f: f"{f['deliveries/s']:,.0f} deliveries/s",
+    "roundtrip": lambda f: f"p50 {f['p50 ms']:.2f} / p99 {f['p99 ms']:.2f} ms",
+    "memory": lambda f: f"{f['MB per 10,000 channels']:.1f} MB",
+    "raw": lambda f: f"{f['delivered/s']:,.0f} delivered/s ({f['sends/s']:,.0f} sends/s)",
+    "idle": lambda f: f"{f['CPU ms per 10 s']:.0f} ms CPU, {f['wake-ups per 10 s']:.0f} wake-ups",
+}
+
+
+def cell_text(scenario: Scenario, result: dict[str, Any] | None) -> str:
+    if result is None:
+        return "-"
+    if "error" in result:
+        return f"FAILED: {result['error']}"
+    if "not_applicable" in result:
+        return f"n/a: {result['not_applicable']}"
+    figures = result["figures"]
+    text = _FORMATS[scenario.name](figures)
+    if figures.get("delivered", 0) < figures.get("expected", 0):
+        text += f" [only {figures['delivered']:,} of {figures['expected']:,} delivered]"
+    return text
+
+
+def ours_against(results: Results, scenario: Scenario, peer: str) -> str:
+    ours = results.figure((results.layers[0].label, scenario.name, scenario.headline))
+    theirs = results.figure((peer, scenario.name, scenario.headline))
+    if ours is None or not theirs:
+        return ""
+    return f" ({results.layers[0].label} {ours / theirs:.2f}x)"
+
+
+def print_table(results: Results) -> None:
+    print()
+    for scenario in results.scenarios:
+        better = "higher" if scenario.higher_is_better else "lower"
+        print(f"{scenario.number}. {scenario.title}  [{scenario.headline}, {better} is better]")
+        labels = [BASELINE] if scenario.baseline else [spec.label for spec in results.layers]
+        for label in labels:
+            text = cell_text(scenario, results.cells.get((label, scenario.name)))
+            if label != results.layers[0].label and not scenario.baseline:
+                text += ours_against(results, scenario, label)
+            print(f"   {label:<20} {text}")
+    print()
+
+
+# -- goals ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Goal:
+    """One row of the goals table. `OURS` in a figure stands for the mode of our layer being judged."""
+
+    scenario: str
+    text: str
+    measured: Figure
+    against: Figure | None  # None: `measured` itself is compared with `bound`
+    bound: float
+    at_most: bool = False
+
+    def judge(self, results: Results, ours: str = "ours") -> tuple[float | None, bool | None]:
+        value = results.figure(_as(self.measured, ours))
+        if value is None:
+            return None, None
+        if self.against is not None:
+            base = results.figure(_as(self.against, ours))
+            if not base:
+                return None, None
+            value /= base
+        return value, (value <= self.bound if self.at_most else value >= self.bound)
+
+
+OURS = "ours"
+OUR_MODES = ("ours", "ours_nowait")  # the default mode, and wait_for_confirms=False
+
+
+def _as(figure: Figure, ours: str) -> Figure:
+    label, scenario, name = figure
+    return (ours if label == OURS else label, scenario, name)
+
+
+GOALS = [
+    Goal("1 sync group_send", ">= 80 % of asgiref's no-op ceiling", (OURS, "sync", "calls/s"),
+         (OURS, "sync", "ceiling calls/s"), 0.8),
+    Goal("1 sync group_send", ">= 5x channels_redis", (OURS, "sync", "calls/s"),
+         ("channels_redis", "sync", "calls/s"), 5.0),
+    Goal("2 direct sync send", ">= 3x our async_to_sync path", (OURS, "direct", "calls/s"),
+         (OURS, "sync", "calls/s"), 3.0),
+    Goal("3 async send, sequential", ">= 1.0x channels_rabbitmq", (OURS, "sequential", "delivered/s"),
+         ("channels_rabbitmq", "sequential", "delivered/s"), 1.0),
+    Goal("4 async send, concurrent", ">= 1.5x channels_rabbitmq", (OURS, "concurrent", "delivered/s"),
+         ("channels_rabbitmq", "concurrent", "delivered/s"), 1.5),
+    Goal("4 async send, concurrent", ">= 70 % of raw pika", (OURS, "concurrent", "delivered/s"),
+         (BASELINE, "raw", "delivered/s"), 0.7),
+    Goal("5 fan-out", ">= 2x channels_rabbitmq", (OURS, "fanout", "deliveries/s"),
+         ("channels_rabbitmq", "fanout", "deliveries/s"), 2.0),
+    Goal("5 fan-out", ">= 1.0x channels_redis pub/sub", (OURS, "fanout", "deliveries/s"),
+         ("redis_pubsub", "fanout", "deliveries/s"), 1.0),
+    Goal("6 round trip p50", "<= channels_rabbitmq", (OURS, "roundtrip", "p50 ms"),
+         ("channels_rabbitmq", "roundtrip", "p50 ms"), 1.0, at_most=True),
+    Goal("6 round trip p99", "<= channels_rabbitmq", (OURS, "roundtrip", "p99 ms"),
+         ("channels_rabbitmq", "roundtrip", "p99 ms"), 1.0, at_most=True),
+    Goal("7 memory per 10,000 grouped channels", "<= channels_rabbitmq", (OURS, "memory", "MB per 10,000 channels"),
+         ("channels_rabbitmq", "memory", "MB per 10,000 channels"), 1.0, at_most=True),
+    Goal("idle CPU (ms in 10 s)", "0: below one 10 ms scheduler tick", (OURS, "idle", "CPU ms per 10 s"), None,
+         9.999, at_most=True),
+]  # fmt: skip
+
+
+def judged_goals(results: Results) -> list[dict[str, Any]]:
+    measured = {spec.label for spec in results.layers}
+    rows = []
+    for ours in (mode for mode in OUR_MODES if mode in measured):
+        for goal in GOALS:
+            value, met = goal.judge(results, ours)
+            rows.append({"layer": ours, "scenario": goal.scenario, "goal": goal.text, "measured": value, "met": met})
+    return rows
+
+
+def print_goals(results: Results) -> None:
+    rows = judged_goals(results)
+    if not rows:
+        return  # the goals are our layer's
+    print("Goals (ratios from this run)")
+    for row in rows:
+        measured = "not measured" if row["measured"] is None else f"{row['measured']:.2f}"
+        verdict = {True: "met", False: "NOT MET", None: ""}[row["met"]]
+        print(f"   {row['layer']:<12} {row['scenario']:<38} {row['goal']:<36} {measured:>12}  {verdict}")
+    print()
+
+
+def write_json(results: Results, path: str, counts: dict[str, Any]) -> None:
+    data = {
+        "command": sys.argv,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "counts": counts,
+        "layers": [spec.as_json() for spec in results.layers],
+        "cells": [
+            {"layer": label, "scenario": scenario, **result} for (label, scenario), result in results.cells.items()
+        ],
+        "goals": judged_goals(results),
+    }
+    with open(path, "w") as out:
+        json.dump(data, out, indent=2)
