@@ -26,7 +26,7 @@ setup(
     extras_require={
         "cryptography": ["cryptography>=3.4"],
         "tests": ["pytest>=8", "pytest-asyncio>=0.24", "pytest-timeout>=2.3", "ruff>=0.6", "cryptography>=3.4"],
-        "bench": ["janus>=2,<3"],
+        "bench": ["janus>=2,<3", "channels_redis>=4.2", "channels_rabbitmq>=4"],
     },
     classifiers=[
         "Framework :: Django",
