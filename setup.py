@@ -25,7 +25,20 @@ setup(
     ],
     extras_require={
         "cryptography": ["cryptography>=3.4"],
-        "tests": ["pytest>=8", "pytest-asyncio>=0.24", "pytest-timeout>=2.3", "ruff>=0.6", "cryptography>=3.4"],
+        "example": ["daphne>=4", "gunicorn>=21", "celery>=5.3"],
+        "tests": [
+            "pytest>=8",
+            "pytest-asyncio>=0.24",
+            "pytest-timeout>=2.3",
+            "ruff>=0.6",
+            "cryptography>=3.4",
+            "websockets>=14",
+            "playwright>=1.40",
+            "daphne>=4",
+            "gunicorn>=21",
+            "celery>=5.3",
+        ],
+        "docs": ["sphinx>=7", "myst-parser>=2"],
         "bench": ["janus>=2,<3", "channels_redis>=4.2", "channels_rabbitmq>=4"],
     },
     classifiers=[
