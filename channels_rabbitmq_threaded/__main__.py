@@ -1,6 +1,6 @@
-"""`python -m channels_rabbitmq_threaded check`: a self-check against a real broker.
+"""`python -m channels_rabbitmq_threaded check | bench`: a self-check, and the benchmark (the `bench` package).
 
-Theory of operation: uses only the public layer API, as an application would, and prints each step with its
+Theory of operation of `check`: uses only the public layer API, as an application would, and prints each step with its
 timing. On a broker it cannot reach it says what it tried and how to start RabbitMQ, and exits with status 1.
 """
 
