@@ -17,13 +17,18 @@ the bindings are back). Publisher: confirm mode (delivery tags restart at 1) -> 
 
 Who touches what
 ----------------
-* Other threads call only `submit(request)` (and `start`, `stop_and_join`, `is_alive`, `let_go_in_child` in a
-  forked child). `submit` appends to a deque and wakes the loop with `add_callback_threadsafe` only when no wake is
-  already pending, so a burst of requests costs one wake. Everything else runs in the I/O thread.
+* Other threads call only `submit(request)` and `submit_unwaited(publish)` (and `start`, `stop_and_join`,
+  `is_alive`, `let_go_in_child` in a forked child). `submit` appends to a deque and wakes the loop with
+  `add_callback_threadsafe` only when no wake is already pending, so a burst of requests costs one wake.
+  Everything else runs in the I/O thread.
 * The routing state (`routing.Inbox`: buffers, waiters, membership) is owned by this thread alone.
-* Answers leave through `bridge.LoopReply` and `bridge.Waiter`, which use the callers' own loops.
+* Answers leave through `bridge.LoopReply` and `bridge.Waiter`, which use the callers' own loops. This thread
+  batches them: its `bridge.LoopWakes` sends the answers of one pass of the pika loop as one wake-up per event loop
+  (`_flush_wakes`, a zero-delay timer).
+* With `wait_for_confirms=False`, publishes carry the shared `UnwaitedPublishes` reply, which logs nacks and
+  failures as drops; `submit_unwaited` reads the backlog (queued, parked, unconfirmed) without a lock to bound it.
 
-Size: about 550 lines, above the house's 400, because the request handlers, the two links' setup callbacks and
+Size: about 700 lines, above the house's 400, because the request handlers, the two links' setup callbacks and
 the delivery path all act on the same routing state and confirms; the connection life cycle itself is in `link.py`.
 
 Rules
@@ -52,6 +57,7 @@ from .bridge import LoopWakes, Waiter
 from .config import Settings
 from .envelope import FLUSH_GROUP, MalformedBody, decode
 from .errors import BrokerUnavailable, ConfirmLost, LayerClosed, RabbitmqLayerError
+from .ledgers import DropLog, PendingConfirms, UnwaitedPublishes
 from .link import STOPPED, STOPPING, Link, guarded
 from .requests import AwaitReady, Flush, Forget, GroupAdd, GroupDiscard, Publish, PutBack, Request, Stop, Take
 from .routing import Effects, Inbox
@@ -59,7 +65,6 @@ from .routing import Effects, Inbox
 logger = logging.getLogger(__name__)
 
 STOP_TIMEOUT = 5.0  # how long a clean close may take before the loop is stopped anyway
-DROP_LOG_WINDOW = 5.0  # seconds over which repeated drops are summed into one log line
 
 _DROP_REASONS = {
     "capacity": "local_capacity reached while receivers wait; dropped the oldest message of the biggest backlog",
@@ -76,98 +81,6 @@ MAX_UNWAITED_BACKLOG = 10_000
 
 def _nothing() -> None:
     pass
-
-
-class DropLog:
-    """Logs dropped messages at WARNING: the first at once, the rest of a burst summed per window."""
-
-    def __init__(self, ioloop: IOLoop) -> None:
-        self._ioloop = ioloop
-        self._counts: dict[str, int] = {}  # reason -> drops not yet logged
-        self._window_open = False
-
-    def log(self, reason: str, detail: str) -> None:
-        if not self._window_open:
-            self._window_open = True
-            self._ioloop.call_later(DROP_LOG_WINDOW, self._close_window)
-            logger.warning("Dropped a message: %s", detail)
-        else:
-            self._counts[reason] = self._counts.get(reason, 0) + 1
-
-    @guarded
-    def _close_window(self) -> None:
-        self.flush()
-
-    def flush(self) -> None:
-        """Log the drops not logged yet (the window's end, or the thread's)."""
-        counts, self._counts = self._counts, {}
-        self._window_open = False
-        for reason, count in counts.items():
-            logger.warning("Dropped %d more message(s) in the last %gs: %s", count, DROP_LOG_WINDOW, reason)
-
-
-class UnwaitedPublishes:
-    """The one reply of every publish that no caller waits for (`wait_for_confirms=False`): logs what is lost.
-
-    A nack (a full queue) or a failure (connection lost, blocked too long, layer closed) is a dropped message, and
-    is logged through the `DropLog` like every other drop. Called on the I/O thread, except when that thread has
-    ended and `submit` fails requests on the caller's thread: then the line is logged directly.
-    """
-
-    __slots__ = ("_drops", "_io_thread")
-
-    def __init__(self, drops: DropLog, io_thread: threading.Thread) -> None:
-        self._drops = drops
-        self._io_thread = io_thread
-
-    def resolve(self, acked: bool = True) -> None:
-        if not acked:
-            self._drop("nacked", "RabbitMQ refused a message sent without waiting: the receiving queue was full")
-
-    def fail(self, exc: BaseException) -> None:
-        self._drop("failed", f"a message sent without waiting was not confirmed: {exc}")
-
-    def _drop(self, reason: str, detail: str) -> None:
-        if threading.current_thread() is self._io_thread:
-            self._drops.log(reason, detail)
-        else:
-            logger.warning("Dropped a message: %s", detail)
-
-
-class PendingConfirms:
-    """Publishes awaiting RabbitMQ's confirm, by delivery tag (both sides count from 1 on each channel)."""
-
-    def __init__(self) -> None:
-        self._by_tag: dict[int, Publish] = {}
-        self._order: deque[int] = deque()  # tags in publish order; may hold tags already answered singly
-        self.next_tag = 1
-
-    def add(self, publish: Publish) -> None:
-        self._by_tag[self.next_tag] = publish
-        self._order.append(self.next_tag)
-        self.next_tag += 1
-
-    def settle(self, tag: int, multiple: bool, acked: bool) -> None:
-        if multiple:  # every outstanding tag up to `tag`
-            while self._order and self._order[0] <= tag:
-                publish = self._by_tag.pop(self._order.popleft(), None)
-                if publish is not None:
-                    publish.resolve(acked)
-            return
-        publish = self._by_tag.pop(tag, None)
-        if publish is not None:
-            publish.resolve(acked)
-        while self._order and self._order[0] not in self._by_tag:
-            self._order.popleft()
-
-    def fail_all(self, exc: BaseException) -> None:
-        pending, self._by_tag = self._by_tag, {}
-        self._order.clear()
-        for publish in pending.values():
-            publish.fail(exc)
-
-    def __len__(self) -> int:  # safe to read from any thread (an approximate figure there)
-        return len(self._by_tag)
 
 
 class IOThread:
