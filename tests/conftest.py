@@ -82,7 +82,7 @@ def tls_node(tmp_path_factory: pytest.TempPathFactory, certificates: Path) -> It
     port = free_port()
     node = PrivateNode(
         tmp_path_factory.mktemp("tls-node"),
-        f"crt_tls_{os.getpid()}",
+        f"crt_tls_{os.getpid()}_{secrets.token_hex(3)}",
         f"""listeners.tcp = none
 listeners.ssl.default = {port}
 ssl_options.cacertfile = {certificates / "ca.cert"}
@@ -114,7 +114,7 @@ def amqp_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateNode]
 
 def start_amqp_node(base: Path) -> PrivateNode:
     port = free_port()
-    node = PrivateNode(base, f"crt_amqp_{os.getpid()}", f"listeners.tcp.default = {port}\n")
+    node = PrivateNode(base, f"crt_amqp_{os.getpid()}_{secrets.token_hex(3)}", f"listeners.tcp.default = {port}\n")
     node.port = port
     node.start()
     return node

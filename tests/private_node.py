@@ -66,8 +66,10 @@ class PrivateNode:
             except RuntimeError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.process.kill()
+                    tail = (self.base / "server.out").read_text(errors="replace").splitlines()[-20:]
                     raise RuntimeError(
-                        f"private node {self.nodename} did not start; see {self.base / 'server.out'}"
+                        f"private node {self.nodename} did not start; {self.base / 'server.out'} ends:\n"
+                        + "\n".join(tail)
                     ) from None
                 time.sleep(0.5)
 
