@@ -105,6 +105,16 @@ loopback_users = none
 @pytest.fixture(scope="session")
 def amqp_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateNode]:
     """A private plain-AMQP node (on `node.port`) for tests that cut, restart, kill, freeze or alarm a broker."""
+    yield from running_amqp_node(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def module_amqp_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateNode]:
+    """A private plain-AMQP node shared by the tests of one module (the example site, the permissions recipe)."""
+    yield from running_amqp_node(tmp_path_factory)
+
+
+def running_amqp_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateNode]:
     node = start_amqp_node(tmp_path_factory.mktemp("amqp-node"))
     try:
         yield node

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import websockets
 
-from .conftest import ROOT, start_amqp_node
+from .conftest import ROOT
 from .private_node import PrivateNode, free_port
 
 
@@ -46,12 +46,8 @@ pytestmark = pytest.mark.timeout(180)
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateNode]:
-    node = start_amqp_node(tmp_path_factory.mktemp("example-node"))
-    try:
-        yield node
-    finally:
-        node.stop()
+def node(module_amqp_node: PrivateNode) -> PrivateNode:
+    return module_amqp_node
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,14 @@ from __future__ import annotations
 import multiprocessing
 import os
 
+import pytest
 from asgiref.sync import async_to_sync
 
 from channels_rabbitmq_threaded import RabbitmqChannelLayer
+
+# Forking a process whose layer runs an I/O thread is what these tests are about; Python 3.12+ warns about any fork
+# of a multi-threaded process. The layer's at-fork handler is what makes it safe for the layer.
+pytestmark = pytest.mark.filterwarnings("ignore:This process .* is multi-threaded, use of fork:DeprecationWarning")
 
 
 def child_work(layer: RabbitmqChannelLayer, parent_queue: str, parent_channel: str, parent_fds: list[int]) -> None:

@@ -4,14 +4,12 @@ only the layer's own queues and exchanges. Every feature works with it, and the 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pika
 import pytest
 
 from channels_rabbitmq_threaded import BrokerRefused, RabbitmqChannelLayer
 
-from .conftest import start_amqp_node
 from .private_node import PrivateNode
 
 # Word for word the regexes in docs/deployment.md (default groups_exchange and normal_channel_prefix).
@@ -21,20 +19,11 @@ READ = r"^(channels_.*|channels\..*|groups|groups\.control)$"
 
 
 @pytest.fixture(scope="module")
-def chat_vhost(amqp_node: PrivateNode) -> str:
-    amqp_node.ctl("add_vhost", "chat")
-    amqp_node.ctl("add_user", "chat", "chat-secret")
-    amqp_node.ctl("set_permissions", "-p", "chat", "chat", CONFIGURE, WRITE, READ)
-    return f"amqp://chat:chat-secret@127.0.0.1:{amqp_node.port}/chat"
-
-
-@pytest.fixture(scope="module")
-def amqp_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateNode]:
-    node = start_amqp_node(tmp_path_factory.mktemp("permissions-node"))
-    try:
-        yield node
-    finally:
-        node.stop()
+def chat_vhost(module_amqp_node: PrivateNode) -> str:
+    module_amqp_node.ctl("add_vhost", "chat")
+    module_amqp_node.ctl("add_user", "chat", "chat-secret")
+    module_amqp_node.ctl("set_permissions", "-p", "chat", "chat", CONFIGURE, WRITE, READ)
+    return f"amqp://chat:chat-secret@127.0.0.1:{module_amqp_node.port}/chat"
 
 
 @pytest.mark.timeout(120)

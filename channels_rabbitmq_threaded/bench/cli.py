@@ -18,7 +18,9 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict
+from typing import Any
 
+from ..config import redact_url
 from . import layers
 from .cell import RESULT_MARK, job_json
 from .layers import LayerSpec
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
             cells.append((BASELINE, plan[0], scenario))
         else:
             cells += [(spec.label, spec, scenario) for spec in plan]
-    print(f"bench: {', '.join(spec.label for spec in plan)}; broker {layers_url(args.host)}", file=sys.stderr)
+    print(f"bench: {', '.join(spec.label for spec in plan)}; broker {redact_url(args.host)}", file=sys.stderr)
     progress = Progress(len(cells))
     for label, spec, scenario in cells:
         progress.show(f"{label}: {scenario.title}")
@@ -103,7 +105,7 @@ def _layers(args: argparse.Namespace) -> list[LayerSpec]:
     return plan
 
 
-def run_cell(job: str, timeout: float) -> dict:
+def run_cell(job: str, timeout: float) -> dict[str, Any]:
     """Run one cell in a new session; kill the session if it outlives `timeout`."""
     command = [sys.executable, "-m", "channels_rabbitmq_threaded.bench.cell", job]
     process = subprocess.Popen(
@@ -128,12 +130,6 @@ def _kill_leftovers(session: int) -> None:
     """Receiver processes of a cell that crashed would otherwise outlive it."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(session, signal.SIGKILL)
-
-
-def layers_url(url: str) -> str:
-    from ..config import redact_url
-
-    return redact_url(url)
 
 
 class Progress:
