@@ -114,7 +114,7 @@ def run_cell(job: str, timeout: float) -> dict[str, Any]:
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        _kill_leftovers(process.pid)  # the whole session: the cell and its receivers
         process.communicate()
         return {"error": f"timed out after {timeout:g}s"}
     finally:
