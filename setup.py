@@ -25,7 +25,7 @@ setup(
     ],
     extras_require={
         "cryptography": ["cryptography>=3.4"],
-        "example": ["daphne>=4", "gunicorn>=21", "celery>=5.3"],
+        "example": ["daphne>=4", "gunicorn>=21", "celery>=5.3", "uvicorn[standard]>=0.30"],
         "tests": [
             "pytest>=8",
             "pytest-asyncio>=0.24",
@@ -37,6 +37,9 @@ setup(
             "daphne>=4",
             "gunicorn>=21",
             "celery>=5.3",
+            "uvicorn[standard]>=0.30",
+            "sphinx>=7",
+            "myst-parser>=2",
         ],
         "docs": ["sphinx>=7", "myst-parser>=2"],
         "bench": ["janus>=2,<3", "channels_redis>=4.2", "channels_rabbitmq>=4"],

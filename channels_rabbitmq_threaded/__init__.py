@@ -1,6 +1,6 @@
 """A Django Channels layer on RabbitMQ whose connection lives in one background thread, so it works from any loop."""
 
-from .core import RabbitmqChannelLayer
+from .core import RabbitmqChannelLayer, close_all_layers
 from .errors import (
     BrokerRefused,
     BrokerUnavailable,
@@ -18,5 +18,6 @@ __all__ = [
     "MessageTooLarge",
     "RabbitmqChannelLayer",
     "RabbitmqLayerError",
+    "close_all_layers",
 ]
 __version__ = "0.1.0"

@@ -1,7 +1,9 @@
 """`python -m channels_rabbitmq_threaded check | bench`: a self-check, and the benchmark (the `bench` package).
 
 Theory of operation of `check`: uses only the public layer API, as an application would, and prints each step with its
-timing. On a broker it cannot reach it says what it tried and how to start RabbitMQ, and exits with status 1.
+timing. When it cannot connect it prints the layer's reason and a hint for that class of failure (`FAILURES`:
+unreachable, credentials refused, missing vhost, TLS spoken to a plain port or plain AMQP to a TLS port, an untrusted
+certificate), and exits with status 1.
 """
 
 from __future__ import annotations
@@ -9,12 +11,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import ssl
 import statistics
 import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from asgiref.sync import async_to_sync
 
@@ -23,33 +28,134 @@ from .config import DEFAULT_HOST, redact_url
 from .core import RabbitmqChannelLayer
 from .errors import BrokerUnavailable
 
-HOW_TO_START = """\
-Is RabbitMQ running there? To start one on this machine:
+UNREACHABLE = """\
+Nothing answered there. Is RabbitMQ running, and is this its host and port? To start one on this machine:
   Debian/Ubuntu:  apt-get install rabbitmq-server && rabbitmq-server -detached
   Docker:         docker run -d -p 5672:5672 rabbitmq:3
 then run this check again (with --host URL for another broker)."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One class of connection failure: the words that identify it in the layer's reason, and what to do."""
+
+    name: str
+    markers: tuple[str, ...]  # any of these in the reason (case-insensitive) puts the failure in this class
+    hint: str  # formatted with the URL's user, vhost, host, port and scheme
+
+
+# Checked in order: the first class whose marker is in the reason wins (TLS classes before the generic ones, because
+# a TLS failure may also read as a lost connection).
+FAILURES = (
+    Failure(
+        "certificate not trusted",
+        ("CERTIFICATE_VERIFY_FAILED",),
+        "The broker's TLS certificate did not verify: this process does not trust the CA that signed it, or the\n"
+        "certificate is not for host '{host}'. Give the CA file: check --cafile CA.pem; in CHANNEL_LAYERS,\n"
+        '"ssl_context": ssl.create_default_context(cafile="CA.pem"). The URL\'s host must match the certificate.',
+    ),
+    Failure(
+        "client certificate required",
+        ("CERTIFICATE_REQUIRED", "HANDSHAKE_FAILURE", "UNKNOWN_CA", "BAD_CERTIFICATE"),
+        "The broker refused the TLS handshake: it wants a client certificate signed by a CA it trusts. Give one:\n"
+        "check --certfile CERT.pem --keyfile KEY.pem; in CHANNEL_LAYERS, an ssl_context with\n"
+        'context.load_cert_chain("CERT.pem", "KEY.pem").',
+    ),
+    Failure(
+        "TLS to a plain port",
+        ("WRONG_VERSION_NUMBER", "UNEXPECTED_EOF", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"),
+        "This URL speaks TLS (amqps://) to port {port}, which answers in plain AMQP. Use amqp:// for that port\n"
+        "(usually 5672), or the broker's TLS port (usually 5671) with amqps://.",
+    ),
+    Failure(
+        "credentials refused",
+        ("ACCESS_REFUSED - Login was refused", "ProbableAuthenticationError"),
+        "RabbitMQ refused the login of user '{user}': a wrong password, or a user that does not exist. To create\n"
+        "one: rabbitmqctl add_user {user} PASSWORD && rabbitmqctl set_permissions -p {vhost} {user} '.*' '.*' '.*'\n"
+        "The guest user may only connect from localhost (loopback_users in rabbitmq.conf).",
+    ),
+    Failure(
+        "missing vhost",
+        ("NOT_ALLOWED - vhost",),
+        "RabbitMQ has no vhost '{vhost}' (the URL's path, URL-encoded: %2F is '/'). Create it and let the user in:\n"
+        "rabbitmqctl add_vhost {vhost} && rabbitmqctl set_permissions -p {vhost} {user} '.*' '.*' '.*'",
+    ),
+    Failure(
+        "vhost access refused",
+        ("ACCESS_REFUSED", "ProbableAccessDeniedError"),
+        "RabbitMQ refused user '{user}' access to vhost '{vhost}'. Grant it:\n"
+        "rabbitmqctl set_permissions -p {vhost} {user} '.*' '.*' '.*'  (docs/deployment.md has narrower ones)",
+    ),
+    Failure(
+        "plain AMQP to a TLS port",
+        ("StreamLostError", "ConnectionResetError", "IncompatibleProtocolError", "Timeout during AMQP handshake"),
+        "The connection opened but the broker hung up during the AMQP handshake. If port {port} is a TLS port\n"
+        "(usually 5671), use amqps:// (plain AMQP is usually on 5672). Otherwise see the broker's log.",
+    ),
+    Failure(
+        "unreachable",
+        ("ConnectionRefusedError", "gaierror", "timed out", "No route", "unreachable", "AMQPConnectionError"),
+        UNREACHABLE,
+    ),
+)
+
+
+def advice(url: str, reason: str) -> str:
+    """What to do about a failed connection to `url`, from the layer's `reason` (its exception's text)."""
+    parts = urlsplit(url)
+    fields = {
+        "user": unquote(parts.username or "guest"),
+        "vhost": unquote(parts.path[1:]) if len(parts.path) > 1 else "/",
+        "host": parts.hostname or "localhost",
+        "port": parts.port or (5671 if parts.scheme == "amqps" else 5672),
+    }
+    folded = reason.lower()
+    for failure in FAILURES:
+        if any(marker.lower() in folded for marker in failure.markers):
+            return f"  ({failure.name})\n" + failure.hint.format(**fields)
+    return "See the reason above and the broker's log."
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m channels_rabbitmq_threaded")
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="connect, round-trip a message and a group message, report timings")
-    check.add_argument("--host", default=DEFAULT_HOST, help=f"AMQP URL (default {DEFAULT_HOST})")
-    check.add_argument("--count", type=int, default=200, help="round trips to time (default 200)")
+    check.add_argument("--host", default=DEFAULT_HOST, help=bench_cli.help_text(f"AMQP URL (default {DEFAULT_HOST})"))
+    check.add_argument(
+        "--count", type=bench_cli.positive(int), default=200, help="round trips to time (default 200; at least 1)"
+    )
+    check.add_argument("--cafile", help="for amqps://: the CA file that signed the broker's certificate")
+    check.add_argument("--certfile", help="for amqps:// with client certificates: this client's certificate")
+    check.add_argument("--keyfile", help="for amqps:// with client certificates: its private key")
     bench = commands.add_parser("bench", help="measure layers side by side (see docs/performance.md)")
     bench_cli.add_arguments(bench, DEFAULT_HOST)
     args = parser.parse_args(argv)
     if args.command == "bench":
         return bench_cli.run(args)
-    return run_check(args.host, args.count)
+    if (args.cafile or args.certfile) and not args.host.startswith("amqps://"):
+        parser.error("--cafile and --certfile are for an amqps:// --host")
+    try:
+        ssl_context = _ssl_context(args.cafile, args.certfile, args.keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        parser.error(f"cannot load the TLS files: {exc}")
+    return run_check(args.host, args.count, ssl_context)
 
 
-def run_check(host: str, count: int) -> int:
+def _ssl_context(cafile: str | None, certfile: str | None, keyfile: str | None) -> ssl.SSLContext | None:
+    if not (cafile or certfile):
+        return None
+    context = ssl.create_default_context(cafile=cafile)
+    if certfile:
+        context.load_cert_chain(certfile, keyfile)
+    return context
+
+
+def run_check(host: str, count: int, ssl_context: ssl.SSLContext | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="  log: %(levelname)s %(message)s")
     logging.getLogger("pika").setLevel(logging.CRITICAL)  # our own WARNING says the same in one line
     print(f"channels_rabbitmq_threaded check against {redact_url(host)}")
     try:
-        layer = RabbitmqChannelLayer(host=host, connect_timeout=5)
+        layer = RabbitmqChannelLayer(host=host, connect_timeout=5, ssl_context=ssl_context)
     except (TypeError, ValueError) as exc:
         print(f"  bad configuration: {exc}")
         return 2
@@ -57,10 +163,10 @@ def run_check(host: str, count: int) -> int:
         asyncio.run(asyncio.wait_for(_check_async(layer, count), 60))
         _check_sync(layer, count)
     except BrokerUnavailable as exc:
-        print(f"  FAILED: {exc}\n{HOW_TO_START}")
+        print(f"  FAILED: {exc}\n{advice(host, str(exc))}")
         return 1
     except asyncio.TimeoutError:
-        print(f"  FAILED: no answer from the broker within 60 s\n{HOW_TO_START}")
+        print(f"  FAILED: no answer from the broker within 60 s\n{UNREACHABLE}")
         return 1
     finally:
         asyncio.run(layer.close())

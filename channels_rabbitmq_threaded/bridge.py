@@ -176,7 +176,10 @@ class ThreadReply:
 
     def wait(self, timeout: float | None) -> Any:
         if not self._done.wait(timeout):
-            raise TimeoutError(f"no answer from the channel layer's I/O thread within {timeout}s")
+            raise TimeoutError(
+                f"no confirm from RabbitMQ within timeout={timeout}s: the message may still be delivered (it was "
+                "handed to the I/O thread, which goes on publishing it; connect_timeout bounds that)"
+            )
         if self._exc is not None:
             raise self._exc
         return self._value

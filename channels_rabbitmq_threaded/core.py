@@ -20,6 +20,7 @@ import atexit
 import contextlib
 import logging
 import os
+import reprlib
 import secrets
 import threading
 import weakref
@@ -46,6 +47,12 @@ EXIT_TIMEOUT = 2.0  # seconds each I/O thread gets to close its connection when 
 def _close_at_exit() -> None:
     for io_thread in list(_live_threads):
         io_thread.stop_and_join(EXIT_TIMEOUT)
+
+
+async def close_all_layers() -> None:
+    """Close every `RabbitmqChannelLayer` of this process (at an ASGI server's shutdown: `CloseLayersAtShutdown`)."""
+    for layer in list(_all_layers):
+        await layer.close()
 
 
 def _after_fork_in_child() -> None:
@@ -112,6 +119,7 @@ class RabbitmqChannelLayer(BaseChannelLayer):
         (`connect_timeout`, heartbeats) apply anyway.
         """
         self._refuse_on_a_running_loop("send_sync")
+        _check_timeout(timeout)
         publish = self._send_request(channel, message)
         if not self._sent_unwaited(publish) and not self._ask_sync(publish, timeout):
             raise ChannelFull(channel)
@@ -165,14 +173,15 @@ class RabbitmqChannelLayer(BaseChannelLayer):
         """Send `message` to every member of `group`, in every process. Never raises ChannelFull."""
         publish = self._group_send_request(group, message)
         if not self._sent_unwaited(publish):
-            _warn_if_nacked(group, await self._ask(publish))
+            await self._ask(publish)  # a nack (a member's queue full) is logged as a drop by the I/O thread
 
     def group_send_sync(self, group: str, message: dict[str, Any], timeout: float | None = None) -> None:
         """`group_send` for code with no event loop; see `send_sync`."""
         self._refuse_on_a_running_loop("group_send_sync")
+        _check_timeout(timeout)
         publish = self._group_send_request(group, message)
         if not self._sent_unwaited(publish):
-            _warn_if_nacked(group, self._ask_sync(publish, timeout))
+            self._ask_sync(publish, timeout)
 
     def _group_send_request(self, group: str, message: dict[str, Any]) -> Publish:
         self.require_valid_group_name(group)
@@ -202,6 +211,22 @@ class RabbitmqChannelLayer(BaseChannelLayer):
             io_thread.submit(Stop(reply=reply))
             with contextlib.suppress(RabbitmqLayerError):  # the thread ended on its own meanwhile: closed anyway
                 await reply.future
+
+    # -- validation -----------------------------------------------------------------------------------------------
+
+    def require_valid_channel_name(self, name: Any, receive: bool = False) -> bool:
+        """Channels' check, with the offending name (shortened) and its length in the `TypeError`."""
+        try:
+            return super().require_valid_channel_name(name, receive)
+        except TypeError as exc:
+            raise TypeError(f"{exc} Got {_describe_name(name)}.") from None
+
+    def require_valid_group_name(self, name: Any) -> bool:
+        """Channels' check, with the offending name (shortened) and its length in the `TypeError`."""
+        try:
+            return super().require_valid_group_name(name)
+        except TypeError as exc:
+            raise TypeError(f"{exc} Got {_describe_name(name)}.") from None
 
     # -- plumbing -------------------------------------------------------------------------------------------------
 
@@ -284,11 +309,21 @@ class RabbitmqChannelLayer(BaseChannelLayer):
             )
 
 
-def _warn_if_nacked(group: str, acked: bool) -> None:
-    if not acked:
-        logger.warning(
-            "group_send to %r: a member process's queue is full (remote_capacity); its copy was dropped", group
-        )
+def _check_timeout(timeout: object) -> None:
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
+    if not timeout > 0:  # also refuses NaN
+        raise ValueError(f"timeout must be a positive number of seconds or None, not {timeout}")
+
+
+def _describe_name(name: Any, shown: int = 60) -> str:
+    """A name for an error message: its repr cut to `shown` characters, and its length (or its type)."""
+    if not isinstance(name, str):
+        return f"{type(name).__name__} {reprlib.repr(name)}"
+    text = repr(name) if len(name) <= shown else f"{name[:shown]!r}... (cut)"
+    return f"{text}, {len(name)} characters"
 
 
 def _new_queue_name() -> str:

@@ -57,7 +57,7 @@ from .bridge import LoopWakes, Waiter
 from .config import Settings
 from .envelope import FLUSH_GROUP, MalformedBody, decode
 from .errors import BrokerUnavailable, ConfirmLost, LayerClosed, RabbitmqLayerError
-from .ledgers import DropLog, PendingConfirms, UnwaitedPublishes
+from .ledgers import DropLog, PauseWatch, PendingConfirms, UnwaitedPublishes
 from .link import STOPPED, STOPPING, Link, guarded
 from .requests import AwaitReady, Flush, Forget, GroupAdd, GroupDiscard, Publish, PutBack, Request, Stop, Take
 from .routing import Effects, Inbox
@@ -70,8 +70,6 @@ _DROP_REASONS = {
     "capacity": "local_capacity reached while receivers wait; dropped the oldest message of the biggest backlog",
     "expired": "waited longer than local_expiry; its channel was removed from its groups",
     "channel capacity": "the channel holds its capacity (capacity/channel_capacity); dropped its oldest message",
-    "nacked": "RabbitMQ refused messages sent without waiting (wait_for_confirms=False): the receiving queue was full",
-    "failed": "messages sent without waiting (wait_for_confirms=False) were not confirmed",
 }
 # With wait_for_confirms=False, callers stop sending without waiting once this many publishes are queued, parked or
 # unconfirmed: they wait for their confirm instead, so a broker that is slow, blocked or gone slows them down rather
@@ -144,7 +142,8 @@ class IOThread:
         self._wakes = LoopWakes(lambda: self._ioloop.call_later(0, self._flush_wakes))
         self._drops = DropLog(self._ioloop)
         self.unwaited = UnwaitedPublishes(self._drops, self._thread)
-        self._confirms = PendingConfirms()
+        self._confirms = PendingConfirms(self._on_nack)
+        self._pauses = PauseWatch(self._ioloop, lambda: self._routing.held > 0, self._describe_pause)
         self._confirm_deadline: Any = None  # timer failing publishes stuck behind a blocked connection
         self._binds: dict[str, list[GroupAdd]] = {}  # group -> requests answered by its bind in flight
         self._rebinds_left = 0
@@ -214,8 +213,7 @@ class IOThread:
     def _run(self) -> None:
         try:
             self._wakes.install()
-            self._consumer.connect()
-            self._publisher.connect()
+            self._publisher.connect()  # the consumer link connects on first need (Link.start)
             self._ioloop.start()
         except BaseException as exc:  # a bug: callbacks are guarded, so this should never happen
             logger.exception("The channel layer's I/O thread stopped unexpectedly")
@@ -236,6 +234,11 @@ class IOThread:
             self._drops.flush()
             self._ioloop.close()
             if self._stop_request is not None:
+                logger.info(
+                    "Closed the channel layer's connections to RabbitMQ (%s)",
+                    self.queue_name,
+                    extra={"event": "layer_closed", "queue": self.queue_name},
+                )
                 self._stop_request.resolve()
 
     @guarded
@@ -264,6 +267,7 @@ class IOThread:
                 if self._stopping:
                     request.fail(LayerClosed("the channel layer is closed"))
                 else:
+                    link.start()
                     link.parked.park(request)
                 return
             self._handlers[type(request)](request)
@@ -284,13 +288,17 @@ class IOThread:
     def _setup_consumer(self, channel: Any, done: Callable[[], None]) -> None:
         self._consumer_ready = done
         channel.exchange_declare(
-            exchange=self.settings.groups_exchange, exchange_type="direct", callback=self._on_exchange_declared
+            exchange=self.settings.groups_exchange,
+            exchange_type="direct",
+            callback=self._consumer.step(self._on_exchange_declared),
         )
 
     @guarded
     def _on_exchange_declared(self, _frame: Any) -> None:
         self._consumer.channel.exchange_declare(
-            exchange=self.settings.control_exchange, exchange_type="fanout", callback=self._on_control_exchange_declared
+            exchange=self.settings.control_exchange,
+            exchange_type="fanout",
+            callback=self._consumer.step(self._on_control_exchange_declared),
         )
 
     @guarded
@@ -303,13 +311,13 @@ class IOThread:
                 "x-overflow": "reject-publish",
                 "x-message-ttl": int(self.settings.expiry * 1000),
             },
-            callback=self._on_queue_declared,
+            callback=self._consumer.step(self._on_queue_declared),
         )
 
     @guarded
     def _on_queue_declared(self, _frame: Any) -> None:
         self._consumer.channel.queue_bind(
-            self.queue_name, self.settings.control_exchange, callback=self._on_control_bound
+            self.queue_name, self.settings.control_exchange, callback=self._consumer.step(self._on_control_bound)
         )
 
     @guarded
@@ -319,7 +327,7 @@ class IOThread:
         if not groups:
             self._start_consuming()
         for group in groups:
-            self._bind(group, self._on_rebound)
+            self._bind(group, self._consumer.step(self._on_rebound))
 
     @guarded
     def _on_rebound(self, _frame: Any) -> None:
@@ -328,12 +336,14 @@ class IOThread:
             self._start_consuming()
 
     def _start_consuming(self) -> None:
-        self._consumer.channel.basic_qos(prefetch_count=self.settings.prefetch_count, callback=self._on_qos_set)
+        self._consumer.channel.basic_qos(
+            prefetch_count=self.settings.prefetch_count, callback=self._consumer.step(self._on_qos_set)
+        )
 
     @guarded
     def _on_qos_set(self, _frame: Any) -> None:
         self._exclusive_tag = self._consumer.channel.basic_consume(
-            self.queue_name, self._on_delivery, callback=self._on_consuming
+            self.queue_name, self._on_delivery, callback=self._consumer.step(self._on_consuming)
         )
 
     @guarded
@@ -346,13 +356,15 @@ class IOThread:
     def _setup_publisher(self, channel: Any, done: Callable[[], None]) -> None:
         self._publisher_ready = done
         channel.add_on_return_callback(self._on_return)
-        channel.confirm_delivery(self._on_confirm, callback=self._on_confirm_mode)
+        channel.confirm_delivery(self._on_confirm, callback=self._publisher.step(self._on_confirm_mode))
 
     @guarded
     def _on_confirm_mode(self, _frame: Any) -> None:
-        self._confirms = PendingConfirms()  # delivery tags restart at 1 on every channel
+        self._confirms = PendingConfirms(self._on_nack)  # delivery tags restart at 1 on every channel
         self._publisher.channel.exchange_declare(
-            exchange=self.settings.groups_exchange, exchange_type="direct", callback=self._on_publisher_declared
+            exchange=self.settings.groups_exchange,
+            exchange_type="direct",
+            callback=self._publisher.step(self._on_publisher_declared),
         )
 
     @guarded
@@ -382,7 +394,11 @@ class IOThread:
         )
         lost = self._routing.discard_held()
         if lost:
-            logger.warning("%d message(s) received but not yet routed were lost with the connection", lost)
+            logger.warning(
+                "%d message(s) received but not yet routed were lost with the connection",
+                lost,
+                extra={"event": "held_lost", "count": lost},
+            )
 
     def _publisher_lost(self, reason: str) -> None:
         self._fail_inflight_publishes(ConfirmLost(f"{reason}; the message may or may not have been delivered"))
@@ -469,7 +485,12 @@ class IOThread:
             self._consumer.channel.basic_ack(tag)
         for group in groups:
             self._unbind(group)
-        logger.info("flush(): dropped %d message(s) and the memberships of %d group(s)", dropped, len(groups))
+        logger.info(
+            "flush(): dropped %d message(s) and the memberships of %d group(s)",
+            dropped,
+            len(groups),
+            extra={"event": "flushed", "count": dropped, "groups": len(groups)},
+        )
         # RabbitMQ sends a channel's methods in order: every delivery before PurgeOk left the queue before the purge.
         # The normal-channel queues this process used are purged first, on the same channel, so the PurgeOk of
         # this process's own queue comes last.
@@ -490,7 +511,12 @@ class IOThread:
         groups = self._routing.membership.clear()
         for group in groups:
             self._unbind(group)
-        logger.info("flush() by %s: dropped the memberships of %d group(s)", origin, len(groups))
+        logger.info(
+            "flush() by %s: dropped the memberships of %d group(s)",
+            origin,
+            len(groups),
+            extra={"event": "flushed_by_another", "groups": len(groups)},
+        )
 
     def _stop(self, request: Stop) -> None:
         if self._stopping:
@@ -502,7 +528,11 @@ class IOThread:
         for waiter in waiters:
             waiter.fail(StopConsumer())
         if dropped:
-            logger.warning("Closing the channel layer dropped %d undelivered message(s)", dropped)
+            logger.warning(
+                "Closing the channel layer dropped %d undelivered message(s)",
+                dropped,
+                extra={"event": "closed_with_messages", "count": dropped},
+            )
         self._ioloop.call_later(self.settings.connect_timeout + STOP_TIMEOUT, self._ioloop.stop)
         self._consumer.stop()
         # Publishes already handed over (parked for a connection, or awaiting their confirm) may finish first, for
@@ -526,6 +556,7 @@ class IOThread:
             self._ioloop.stop()
 
     def _take(self, request: Take) -> None:
+        self._consumer.start()  # a receive() needs the queue: connect the consumer link if nothing has yet
         channel = request.waiter.channel
         self._apply(self._routing.take(channel, request.waiter, time.monotonic()))
         if "!" not in channel:
@@ -579,9 +610,7 @@ class IOThread:
         try:
             recipient, message = decode(body, self.settings.fernet)
         except MalformedBody as exc:
-            logger.warning(
-                "Dropped a %d-byte message on queue %s that is not ours: %s", len(body), self.queue_name, exc
-            )
+            self._drops.log("not ours", f"a {len(body)}-byte message on queue {self.queue_name} is not ours: {exc}")
             channel.basic_ack(tag)
             return
         if recipient.is_group and recipient.name == FLUSH_GROUP:
@@ -603,7 +632,9 @@ class IOThread:
             (name for name, consumer in self._normal_consumers.items() if consumer == method.consumer_tag), None
         )
         if recipient != queue_channel:
-            logger.warning("Dropped a %d-byte message for %r found in the queue of %r", size, recipient, queue_channel)
+            self._drops.log(
+                "wrong queue", f"a {size}-byte message for {recipient!r} was in the queue of {queue_channel!r}"
+            )
             channel.basic_ack(tag)
             return False
         if not self._routing.waiting_on(recipient):
@@ -638,16 +669,30 @@ class IOThread:
                 "%d group membership(s) expired: not renewed by group_add for group_expiry (%gs)",
                 effects.memberships_expired,
                 self.settings.group_expiry,
+                extra={"event": "memberships_expired", "count": effects.memberships_expired},
             )
         for group in effects.unbind:
             self._unbind(group)
         if effects.paused:
-            logger.warning(
-                "local_capacity (%d) reached and no receive() is waiting: pausing consumption; RabbitMQ keeps the "
-                "backlog and senders get ChannelFull at remote_capacity. Biggest backlogs: %s",
-                self._routing.capacity,
-                self._routing.biggest_backlogs(),
+            self._pauses.paused()
+
+    def _describe_pause(self) -> str:
+        return (
+            f"local_capacity ({self._routing.capacity}) reached and no receive() is waiting; RabbitMQ keeps the "
+            f"backlog and senders get ChannelFull at remote_capacity. Biggest backlogs: "
+            f"{self._routing.biggest_backlogs()}"
+        )
+
+    def _on_nack(self, publish: Publish) -> None:
+        """RabbitMQ refused a publish (a queue at its x-max-length): log the copies no caller hears about."""
+        if publish.exchange == self.settings.groups_exchange:  # group_send never raises ChannelFull
+            self._drops.log(
+                "group copy refused",
+                f"group_send to {publish.routing_key!r}: a member process's queue is full (remote_capacity); "
+                "its copy was dropped",
             )
+        elif publish.reply is self.unwaited:  # the caller did not wait, so it gets no ChannelFull
+            self._drops.log("nacked", "RabbitMQ refused a message sent without waiting: the receiving queue was full")
 
     @guarded
     def _on_confirm(self, frame: Any) -> None:
@@ -666,12 +711,10 @@ class IOThread:
                 len(body),
             )
             return
-        logger.warning(
-            "Dropped a %d-byte message: RabbitMQ has no queue %r (%s %s); the process that owned that channel is gone",
-            len(body),
-            method.routing_key,
-            method.reply_code,
-            method.reply_text,
+        self._drops.log(
+            "unroutable",
+            f"RabbitMQ has no queue {method.routing_key!r} ({method.reply_code} {method.reply_text}) for a "
+            f"{len(body)}-byte message; the process that owned that channel is gone",
         )
 
     # -- local expiry ------------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The I/O thread's bookkeeping: publishes awaiting their confirm, and messages dropped (logged, summed).
 
-Theory of operation: plain objects owned by the I/O thread (`io_thread.IOThread` makes one of each), kept apart
+Theory of operation: plain objects owned by the I/O thread (`PauseWatch` too: it decides when a pause of
+consumption is worth a log line) (`io_thread.IOThread` makes one of each), kept apart
 from it so that the thread's module holds only the connection life cycle and the request handlers. Nothing here
 touches pika except through the `IOLoop` timer that closes a `DropLog` window; nothing here blocks. The one
 exception to "I/O thread only" is `UnwaitedPublishes`, which a caller's thread may also call when the I/O thread
@@ -11,7 +12,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
+from typing import Any
 
 from pika.adapters.select_connection import IOLoop
 
@@ -20,43 +24,105 @@ from .requests import Publish
 
 logger = logging.getLogger(__name__)
 
-DROP_LOG_WINDOW = 5.0  # seconds over which repeated drops are summed into one log line
+DROP_LOG_WINDOW = 5.0  # seconds over which repeated drops of one reason are summed into one log line
+PAUSE_LOG_AFTER = 2.0  # a pause of consumption is logged only once it has lasted this long
+PAUSE_LOG_WINDOW = 30.0  # and then at most once per this many seconds, with the count of pauses since
 
 
 class DropLog:
-    """Logs dropped messages at WARNING: the first at once, the rest of a burst summed per window."""
+    """Logs dropped messages at WARNING: per reason, the first at once, the rest of a burst summed per window.
+
+    Every record carries ``extra={"event": "message_dropped" | "messages_dropped", "reason": ..., "count": n}`` for
+    log pipelines that read fields rather than text.
+    """
 
     def __init__(self, ioloop: IOLoop) -> None:
         self._ioloop = ioloop
-        self._counts: dict[str, int] = {}  # reason -> drops not yet logged
-        self._window_open = False
+        self._counts: dict[str, int] = {}  # reason -> drops not yet logged, for each reason whose window is open
+        self._timer: Any = None
 
     def log(self, reason: str, detail: str) -> None:
-        if not self._window_open:
-            self._window_open = True
-            self._ioloop.call_later(DROP_LOG_WINDOW, self._close_window)
-            logger.warning("Dropped a message: %s", detail)
-        else:
-            self._counts[reason] = self._counts.get(reason, 0) + 1
+        if reason in self._counts:
+            self._counts[reason] += 1
+            return
+        self._counts[reason] = 0
+        if self._timer is None:
+            self._timer = self._ioloop.call_later(DROP_LOG_WINDOW, self._close_window)
+        logger.warning(
+            "Dropped a message: %s", detail, extra={"event": "message_dropped", "reason": reason, "count": 1}
+        )
 
     @guarded
     def _close_window(self) -> None:
+        self._timer = None
         self.flush()
 
     def flush(self) -> None:
         """Log the drops not logged yet (the window's end, or the thread's)."""
         counts, self._counts = self._counts, {}
-        self._window_open = False
         for reason, count in counts.items():
-            logger.warning("Dropped %d more message(s) in the last %gs: %s", count, DROP_LOG_WINDOW, reason)
+            if count:
+                logger.warning(
+                    "Dropped %d more message(s) in the last %gs: %s",
+                    count,
+                    DROP_LOG_WINDOW,
+                    reason,
+                    extra={"event": "messages_dropped", "reason": reason, "count": count},
+                )
+
+
+class PauseWatch:
+    """Logs a pause of consumption (capacity reached, nobody receiving) only when it lasts, and not too often.
+
+    A receiver that is merely slower than its senders pauses and resumes consumption many times a second; that is
+    back-pressure working, not news. `paused()` is called at each pause; `PAUSE_LOG_AFTER` seconds after the first
+    one, if consumption is still paused (`is_paused`) and has been since the latest pause began, one WARNING says
+    for how long and how many pauses there were, at most once per `PAUSE_LOG_WINDOW`. Owned by the I/O thread.
+    """
+
+    def __init__(self, ioloop: IOLoop, is_paused: Callable[[], bool], describe: Callable[[], str]) -> None:
+        self._ioloop = ioloop
+        self._is_paused = is_paused
+        self._describe = describe  # what the WARNING says about the state (capacity, biggest backlogs)
+        self._pauses = 0  # since the last WARNING
+        self._since = 0.0  # when the latest pause began
+        self._last_warned = -PAUSE_LOG_WINDOW
+        self._timer: Any = None
+
+    def paused(self) -> None:
+        self._pauses += 1
+        self._since = time.monotonic()
+        if self._timer is None:
+            self._timer = self._ioloop.call_later(PAUSE_LOG_AFTER, self._check)
+
+    @guarded
+    def _check(self) -> None:
+        self._timer = None
+        if not self._is_paused():
+            return  # resumed: a short pause is back-pressure at work
+        now = time.monotonic()
+        lasted = now - self._since
+        if lasted < PAUSE_LOG_AFTER:  # it resumed and paused again since: watch the latest pause
+            self._timer = self._ioloop.call_later(PAUSE_LOG_AFTER - lasted, self._check)
+        elif now - self._last_warned >= PAUSE_LOG_WINDOW:
+            self._last_warned = now
+            logger.warning(
+                "Consumption paused for %.1fs (%d pause(s) since the last report): %s",
+                lasted,
+                self._pauses,
+                self._describe(),
+                extra={"event": "consumption_paused", "seconds": round(lasted, 1), "count": self._pauses},
+            )
+            self._pauses = 0
 
 
 class UnwaitedPublishes:
     """The one reply of every publish that no caller waits for (`wait_for_confirms=False`): logs what is lost.
 
-    A nack (a full queue) or a failure (connection lost, blocked too long, layer closed) is a dropped message, and
-    is logged through the `DropLog` like every other drop. Called on the I/O thread, except when that thread has
-    ended and `submit` fails requests on the caller's thread: then the line is logged directly.
+    A failure (connection lost, blocked too long, layer closed) is a dropped message, and is logged through the
+    `DropLog` like every other drop; a nack is logged by `PendingConfirms`' nack hook (`IOThread._on_nack`). Called
+    on the I/O thread, except when that thread has ended and `submit` fails requests on the caller's thread: then
+    the line is logged directly.
     """
 
     __slots__ = ("_drops", "_io_thread")
@@ -66,23 +132,27 @@ class UnwaitedPublishes:
         self._io_thread = io_thread
 
     def resolve(self, acked: bool = True) -> None:
-        if not acked:
-            self._drop("nacked", "RabbitMQ refused a message sent without waiting: the receiving queue was full")
+        pass  # a nack was logged where it was seen (`PendingConfirms`' nack hook)
 
     def fail(self, exc: BaseException) -> None:
-        self._drop("failed", f"a message sent without waiting was not confirmed: {exc}")
-
-    def _drop(self, reason: str, detail: str) -> None:
+        detail = f"a message sent without waiting was not confirmed: {exc}"
         if threading.current_thread() is self._io_thread:
-            self._drops.log(reason, detail)
+            self._drops.log("failed", detail)
         else:
-            logger.warning("Dropped a message: %s", detail)
+            logger.warning(
+                "Dropped a message: %s", detail, extra={"event": "message_dropped", "reason": "failed", "count": 1}
+            )
 
 
 class PendingConfirms:
-    """Publishes awaiting RabbitMQ's confirm, by delivery tag (both sides count from 1 on each channel)."""
+    """Publishes awaiting RabbitMQ's confirm, by delivery tag (both sides count from 1 on each channel).
 
-    def __init__(self) -> None:
+    Each nacked publish is shown to `on_nack` before its caller is answered, so that nacks nobody raises for (a
+    group member's full queue; a send that did not wait) are logged in one place.
+    """
+
+    def __init__(self, on_nack: Callable[[Publish], None]) -> None:
+        self._on_nack = on_nack
         self._by_tag: dict[int, Publish] = {}
         self._order: deque[int] = deque()  # tags in publish order; may hold tags already answered singly
         self.next_tag = 1
@@ -97,13 +167,18 @@ class PendingConfirms:
             while self._order and self._order[0] <= tag:
                 publish = self._by_tag.pop(self._order.popleft(), None)
                 if publish is not None:
-                    publish.resolve(acked)
+                    self._answer(publish, acked)
             return
         publish = self._by_tag.pop(tag, None)
         if publish is not None:
-            publish.resolve(acked)
+            self._answer(publish, acked)
         while self._order and self._order[0] not in self._by_tag:
             self._order.popleft()
+
+    def _answer(self, publish: Publish, acked: bool) -> None:
+        if not acked:
+            self._on_nack(publish)
+        publish.resolve(acked)
 
     def fail_all(self, exc: BaseException) -> None:
         pending, self._by_tag = self._by_tag, {}

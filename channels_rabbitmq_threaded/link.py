@@ -4,8 +4,17 @@ Theory of operation
 -------------------
 A `Link` walks an explicit life cycle of small named callbacks, on the I/O thread's pika `IOLoop`:
 
-    connect -> connection open -> channel open -> the owner's setup steps -> READY
-    any failure -> the owner is told (`on_lost`) -> backoff (exponential, jitter, capped) -> connect again
+    IDLE -> (first request that needs it: `start`) -> CONNECTING
+    CONNECTING: connection open -> channel open -> the owner's setup steps -> READY
+    any failure -> the owner is told (`on_lost`) -> WAITING: backoff (exponential, jitter, capped) -> CONNECTING
+    `stop` -> STOPPING -> (connection closed) -> STOPPED
+
+A link starts IDLE and opens its connection only when a request first needs it, so a process that only sends never
+opens the consumer's connection or declares a queue. The owner's setup steps are chained RPC callbacks wrapped with
+`Link.step`: a step whose channel is no longer the one being set up (the link is stopping, or the connection dropped
+mid-setup) is skipped, not run against a closing channel. Shutdown that races setup is a normal event: `stop` on a
+connection still opening waits for it to open (or fail) and then closes it, because pika 1.4 cannot abort an AMQP
+handshake (`close()` then trips an assertion in its connection workflow that ends the whole `IOLoop`).
 
 Every attempt builds a *fresh* `SelectConnection` from fresh parameters (pika mutates them) and goes to the next
 host of the list, so a cluster fails over by itself. What the channel is for (declares, binds, confirm mode) is the
@@ -22,6 +31,7 @@ Rules
 
 from __future__ import annotations
 
+import enum
 import functools
 import logging
 import random
@@ -45,9 +55,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 RECONNECT_FIRST_DELAY = 0.2  # seconds before the first retry (times a jitter of 0.5-1)
 RECONNECT_MAX_DELAY = 5.0
+REPEAT_LOG_WINDOW = 30.0  # a connection failure that repeats is logged at WARNING at most this often
 
-# Link states
-CONNECTING, READY, WAITING, STOPPING, STOPPED = "connecting", "ready", "waiting to reconnect", "stopping", "stopped"
+
+class LinkState(enum.Enum):
+    IDLE = "not needed yet"
+    CONNECTING = "connecting"
+    READY = "ready"
+    WAITING = "waiting to reconnect"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+IDLE, CONNECTING, READY, WAITING = LinkState.IDLE, LinkState.CONNECTING, LinkState.READY, LinkState.WAITING
+STOPPING, STOPPED = LinkState.STOPPING, LinkState.STOPPED
 
 
 def guarded(method: F) -> F:
@@ -129,12 +150,40 @@ class LivenessWatch:
         elif now - self._seen_at > 1.5 * self._heartbeat:
             silence = now - self._seen_at
             logger.warning(
-                "RabbitMQ sent nothing for %.1fs (heartbeat %ds): dropping the connection", silence, self._heartbeat
+                "RabbitMQ sent nothing for %.1fs (heartbeat %ds): dropping the connection",
+                silence,
+                self._heartbeat,
+                extra={"event": "broker_silent", "seconds": round(silence, 1)},
             )
             # What pika's own heartbeat checker does: abort the stream; on_close_callback follows.
             connection._terminate_stream(AMQPHeartbeatTimeout(f"no data from RabbitMQ for {silence:.1f}s"))
             return
         self._timer = self._ioloop.call_later(self._heartbeat / 4, self._check)
+
+
+class RepeatedWarning:
+    """A WARNING that may repeat: the first of a kind at once; while the same kind repeats, at most one per
+    `REPEAT_LOG_WINDOW`, saying how many were passed over (those go to DEBUG)."""
+
+    def __init__(self) -> None:
+        self._kind: str | None = None
+        self._logged_at = 0.0
+        self._passed_over = 0
+
+    def log(self, kind: str, message: str, *args: Any, extra: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if kind == self._kind and now - self._logged_at < REPEAT_LOG_WINDOW:
+            self._passed_over += 1
+            logger.debug(message, *args, extra=extra)
+            return
+        if kind == self._kind and self._passed_over:
+            message += f" ({self._passed_over} more like it in the last {now - self._logged_at:.0f}s)"
+        logger.warning(message, *args, extra={**extra, "count": self._passed_over + 1})
+        self._kind, self._logged_at, self._passed_over = kind, now, 0
+
+    def reset(self) -> None:
+        """The trouble is over (a connection is ready): the next failure is news, whatever its kind."""
+        self._kind, self._passed_over = None, 0
 
 
 class ParkedRequests:
@@ -198,7 +247,7 @@ class Link:
         self._on_lost = on_lost  # fail what was in flight on the connection that is gone
         self._on_stopped = on_stopped
         self._on_blocked_callback = on_blocked  # RabbitMQ started blocking this connection
-        self.state = CONNECTING
+        self.state = IDLE
         self.connection: pika.SelectConnection | None = None
         self.channel: Any = None  # the pika Channel of the current connection, once open
         self.blocked: str | None = None  # RabbitMQ's reason while it blocks this connection (resource alarm)
@@ -208,20 +257,44 @@ class Link:
         self.url = settings.redacted_host(0)  # the (redacted) URL of the current attempt, for log lines
         self._retry_delay = RECONNECT_FIRST_DELAY
         self._liveness: LivenessWatch | None = None
+        self._repeats = RepeatedWarning()
 
     @property
     def ready(self) -> bool:
-        return self.state == READY and self.blocked is None
+        return self.state is READY and self.blocked is None
 
     @property
     def channel_open(self) -> bool:
         return self.channel is not None and self.channel.is_open
 
+    def step(self, callback: Callable[..., None]) -> Callable[..., None]:
+        """Wrap the owner's next setup callback: it runs only if this link is still setting up the same channel.
+
+        A setup RPC's answer can arrive after `stop` (or a lost connection) has started closing its channel; sending
+        the next RPC there would raise `ChannelWrongStateError`. Such a step is skipped: the link is stopping, or
+        setup starts over on the next connection.
+        """
+        channel = self.channel
+
+        @functools.wraps(callback)
+        def step_if_current(*args: Any) -> None:
+            if self.state is CONNECTING and self.channel is channel and channel is not None and channel.is_open:
+                callback(*args)
+            else:
+                logger.debug("%s link: skipped setup step %s (its channel is closing)", self.role, callback.__name__)
+
+        return step_if_current
+
     # -- life cycle ----------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the connection if nobody has needed it yet (the first request that needs this link calls it)."""
+        if self.state is IDLE:
+            self.connect()
 
     @guarded
     def connect(self) -> None:
-        if self.state in (STOPPING, STOPPED):
+        if self.state not in (IDLE, WAITING):  # stopping, stopped, or an attempt already under way
             return
         self.state = CONNECTING
         self._attempt += 1
@@ -240,6 +313,9 @@ class Link:
 
     @guarded
     def _on_connection_open(self, connection: pika.SelectConnection) -> None:
+        if self.state is STOPPING:  # stop() came while the handshake ran: close now that pika can do it safely
+            connection.close()
+            return
         heartbeat = connection.params.heartbeat  # the negotiated value, once the connection is open
         if heartbeat:
             self._liveness = LivenessWatch(self._ioloop, connection, heartbeat)
@@ -249,20 +325,36 @@ class Link:
 
     @guarded
     def _on_channel_open(self, channel: Any) -> None:
+        if self.state is not CONNECTING:  # stop() closed the connection meanwhile
+            return
         self.channel = channel
         channel.add_on_close_callback(self._on_channel_closed)
         self._setup(channel, self._on_setup_done)
 
     def _on_setup_done(self) -> None:
+        if self.state is not CONNECTING:
+            return
         self.state = READY
         self._retry_delay = RECONNECT_FIRST_DELAY
-        logger.info("Connected the %s link to RabbitMQ at %s", self.role, self.url)
+        self._repeats.reset()
+        logger.info(
+            "Connected the %s link to RabbitMQ at %s (connection name %r)",
+            self.role,
+            self.url,
+            self._connection_name,
+            extra={
+                "event": "link_connected",
+                "link": self.role,
+                "url": self.url,
+                "connection_name": self._connection_name,
+            },
+        )
         self._on_ready(self.parked.release())
 
     @guarded
     def _on_open_error(self, _connection: Any, exc: BaseException) -> None:
         self.connection = None
-        if self.state == STOPPING:
+        if self.state is STOPPING:
             self._stopped()
             return
         reason = f"cannot connect to RabbitMQ at {self.url}: {describe(exc)}"
@@ -270,7 +362,7 @@ class Link:
             refused = BrokerRefused(reason)
             for request in self.parked.release():
                 request.fail(refused)
-        self._lost(reason)
+        self._lost(reason, describe(exc), "link_connect_failed")
 
     @guarded
     def _on_connection_closed(self, _connection: Any, reason: BaseException) -> None:
@@ -280,30 +372,44 @@ class Link:
         if self._liveness is not None:
             self._liveness.stop()
             self._liveness = None
-        if self.state == STOPPING:
+        if self.state is STOPPING:
             self._stopped()
             return
-        self._lost(f"lost the connection to RabbitMQ at {self.url}: {describe(reason)}")
+        self._lost(f"lost the connection to RabbitMQ at {self.url}: {describe(reason)}", describe(reason), "link_lost")
 
     @guarded
     def _on_channel_closed(self, _channel: Any, reason: BaseException) -> None:
         connection = self.connection
-        if self.state == STOPPING or connection is None or connection.is_closing or connection.is_closed:
+        if self.state is STOPPING or connection is None or connection.is_closing or connection.is_closed:
             return
-        logger.warning("RabbitMQ closed the %s channel (%s); reconnecting", self.role, reason)
+        logger.warning(
+            "RabbitMQ closed the %s channel (%s); reconnecting",
+            self.role,
+            reason,
+            extra={"event": "channel_closed_by_broker", "link": self.role},
+        )
         connection.close()
 
-    def _lost(self, reason: str) -> None:
+    def _lost(self, reason: str, cause: str, event: str) -> None:
         """The connection failed or ended: the owner fails what was in flight; reconnect after a backoff.
 
-        Parked requests keep waiting for the next connection, each up to `connect_timeout`.
+        Parked requests keep waiting for the next connection, each up to `connect_timeout`. The WARNING is logged
+        once per `cause` and then at most once per `REPEAT_LOG_WINDOW` while the same cause repeats (a broker that
+        stays down), with the count of the attempts in between; the others go to DEBUG.
         """
         self.state = WAITING
         self.last_error = reason
         self._on_lost(reason)
         delay = self._retry_delay * random.uniform(0.5, 1.0)
         self._retry_delay = min(self._retry_delay * 2, RECONNECT_MAX_DELAY)
-        logger.warning("%s; retrying in %.2fs (%s link)", reason, delay, self.role)
+        self._repeats.log(
+            cause,
+            "%s; retrying in %.2fs (%s link)",
+            reason,
+            delay,
+            self.role,
+            extra={"event": event, "link": self.role, "url": self.url, "reason": cause},
+        )
         self._ioloop.call_later(delay, self.connect)
 
     def _on_park_timeout(self, request: Request) -> None:
@@ -324,34 +430,42 @@ class Link:
             self.role,
             self.blocked,
             self.settings.connect_timeout,
+            extra={"event": "link_blocked", "link": self.role, "reason": self.blocked},
         )
         if self._on_blocked_callback is not None:
             self._on_blocked_callback()
 
     @guarded
     def _on_unblocked(self, _connection: Any, _frame: Any) -> None:
-        logger.info("RabbitMQ unblocked the %s connection", self.role)
+        logger.info(
+            "RabbitMQ unblocked the %s connection", self.role, extra={"event": "link_unblocked", "link": self.role}
+        )
         self.blocked = None
-        if self.state == READY:
+        if self.state is READY:
             self._on_ready(self.parked.release())
 
     # -- the end ----------------------------------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Fail waiting requests and close the connection; `on_stopped` follows once it is closed."""
-        already_closed = self.connection is None or self.connection.is_closed
-        closing = self.connection is not None and self.connection.is_closing
+        """Fail waiting requests and close the connection; `on_stopped` follows once it is closed.
+
+        A connection still opening is left to finish its handshake: `_on_connection_open` then closes it, or
+        `_on_open_error` ends the link (pika cannot abort a handshake; see the module's theory of operation).
+        """
+        if self.state in (STOPPING, STOPPED):
+            return
         self.state = STOPPING
         closed = LayerClosed("the channel layer is closed")
         for request in self.parked.release():
             request.fail(closed)
-        if already_closed:
+        connection = self.connection
+        if connection is None or connection.is_closed:
             self._stopped()
-        elif not closing:
-            self.connection.close()  # type: ignore[union-attr]
+        elif connection.is_open:
+            connection.close()
 
     def _stopped(self) -> None:
-        if self.state != STOPPED:
+        if self.state is not STOPPED:
             self.state = STOPPED
             self._on_stopped()
 

@@ -3,10 +3,12 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pika
 import pytest
@@ -31,6 +33,31 @@ TEST_NORMAL_CHANNELS = (
     "jobs.churn",
     "jobs.runworker",
 )
+
+
+# Debian's Chromium, driven by Playwright (a browser download of Playwright's own does not work here).
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+def launch_chromium(playwright: Any) -> Any:
+    """A headless Debian Chromium through Playwright; skips the test where it is not installed (CI installs it)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium chromium-driver)")
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+
+
+def dropped(caplog: pytest.LogCaptureFixture, reason: str) -> int:
+    """How many messages the captured log lines report dropped for `reason` (first lines and summed ones)."""
+    events = ("message_dropped", "messages_dropped")
+    return sum(
+        record.count
+        for record in caplog.records
+        if getattr(record, "event", None) in events and getattr(record, "reason", None) == reason
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)

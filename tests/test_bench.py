@@ -47,7 +47,7 @@ def test_every_scenario_runs_against_our_layer(tmp_path: Path) -> None:
         assert figures[BY_NAME[name].headline] >= 0
         assert figures.get("delivered") == figures.get("expected"), name  # every message arrived
     assert len(results["goals"]) == len(GOALS)  # one mode of ours measured: each goal judged once
-    assert "Goals (ratios from this run)" in finished.stdout
+    assert "Goals (from this run)" in finished.stdout
     assert "6. round trip" in finished.stdout
 
 
@@ -101,3 +101,15 @@ def test_goals_are_ratios_of_figures_from_the_same_run() -> None:
     judged = {(goal.scenario, goal.text): goal.judge(results) for goal in GOALS}
     assert judged[("3 async send, sequential", ">= 1.0x channels_rabbitmq")] == (1.5, True)
     assert judged[("6 round trip p50", "<= channels_rabbitmq")] == (None, None)  # the peer failed: not judged
+
+
+def test_a_subset_of_scenarios_prints_only_the_goals_it_measured(tmp_path: Path) -> None:
+    finished, results = bench(tmp_path, "--scenarios", "idle")
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    goals = finished.stdout.split("Goals (from this run)")[1].strip().splitlines()
+    assert len(goals) == 1 and "idle CPU" in goals[0], goals
+    assert "not measured" not in finished.stdout
+    cpu_ms = cells_of(results, "ours")["idle"]["figures"]["CPU ms per 10 s"]
+    figure = f"{cpu_ms:.0f} ms"
+    assert f"{figure} CPU" in finished.stdout  # the table ...
+    assert f" {figure}  " in goals[0]  # ... and the goal show one figure, alike

@@ -12,8 +12,11 @@ import asyncio
 import http.cookiejar
 import importlib.util
 import json
-import shutil
+import os
+import signal
+import subprocess
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -23,7 +26,7 @@ from pathlib import Path
 import pytest
 import websockets
 
-from .conftest import ROOT
+from .conftest import ROOT, launch_chromium
 from .private_node import PrivateNode, free_port
 
 
@@ -40,7 +43,6 @@ launcher = _load_launcher()
 Site, start_site = launcher.Site, launcher.start_site
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -195,17 +197,11 @@ async def test_cutting_every_broker_connection_loses_only_what_the_docs_allow(si
 
 
 def test_a_real_browser_sees_the_jobs_progress_and_the_chat(site: Site) -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium chromium-driver)")
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
-    flags = [
-        "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync",
-    ]  # fmt: skip
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=flags)
+        browser = launch_chromium(playwright)
         try:
             page = browser.new_page()
             page.goto(f"{site.http_url}/rooms/browser/")
@@ -220,3 +216,46 @@ def test_a_real_browser_sees_the_jobs_progress_and_the_chat(site: Site) -> None:
             page.screenshot(path=str(ARTIFACTS / "example-room.png"), full_page=True)
         finally:
             browser.close()
+
+
+def _site_processes(ws_port: int) -> list[int]:
+    """Pids of the processes of the site run.py started with `ws_port` (their environment names it)."""
+    marker = f"EXAMPLE_ASGI_URL=ws://127.0.0.1:{ws_port}\0".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "environ").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:  # ended meanwhile, or not ours to read
+                pass
+    return pids
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_run_py_stops_every_server_on_a_signal(node: PrivateNode, tmp_path: Path, signum: int) -> None:
+    http_port, ws_port = free_port(), free_port()
+    command = [
+        sys.executable, str(ROOT / "docs" / "example" / "run.py"),
+        "--amqp", f"amqp://guest:guest@127.0.0.1:{node.port}/%2F",
+        "--http-port", str(http_port), "--ws-port", str(ws_port),
+    ]  # fmt: skip
+    runner = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert runner.stdout is not None
+        first_line = runner.stdout.readline()
+        assert first_line.startswith("Open http://"), first_line + runner.stdout.read()
+        assert launcher._accepts(http_port) and launcher._accepts(ws_port)
+        assert len(_site_processes(ws_port)) >= 3  # Daphne, gunicorn, Celery (and their workers)
+        runner.send_signal(signum)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (_site_processes(ws_port) or runner.poll() is None):
+            time.sleep(0.2)
+        assert runner.poll() is not None, "run.py is still running 10 s after the signal"
+        assert not launcher._accepts(http_port) and not launcher._accepts(ws_port)
+        assert _site_processes(ws_port) == []
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+        for pid in _site_processes(ws_port):
+            os.kill(pid, signal.SIGKILL)

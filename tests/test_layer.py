@@ -411,3 +411,12 @@ async def test_flush_drops_messages_and_memberships(make_layer) -> None:
     assert await layer.receive(channel) == {"type": "after"}
     assert not waiting.done()
     waiting.cancel()
+
+
+async def test_bad_names_are_named_in_the_error(layer) -> None:
+    with pytest.raises(TypeError, match=r"Got 'bad name!', 9 characters"):
+        await layer.send("bad name!", {"type": "x"})
+    with pytest.raises(TypeError, match=r"Got 'room-" + "x" * 55 + r"'\.\.\. \(cut\), 120 characters"):
+        await layer.group_send("room-" + "x" * 115, {"type": "x"})
+    with pytest.raises(TypeError, match=r"Got int 5"):
+        await layer.group_add(5, "x")

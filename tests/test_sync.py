@@ -75,3 +75,19 @@ def test_send_sync_after_close(make_layer) -> None:
     async_to_sync(layer.close)()
     with pytest.raises(LayerClosed):
         layer.send_sync(channel, {"type": "x"})
+
+
+def test_sync_timeout_says_the_message_may_still_arrive(make_layer) -> None:
+    """A publish parked for a connection that is slow to come: the caller's timeout ends its wait, not the publish."""
+    from .private_node import free_port
+
+    layer = make_layer(host=f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F", connect_timeout=3)
+    with pytest.raises(TimeoutError, match="may still be delivered"):
+        layer.group_send_sync("g", {"type": "x"}, timeout=0.2)
+
+
+@pytest.mark.parametrize(("timeout", "error"), [(0, ValueError), (-1, ValueError), ("5", TypeError), (True, TypeError)])
+def test_sync_timeout_is_checked(layer, timeout, error) -> None:
+    with pytest.raises(error, match="timeout"):
+        layer.group_send_sync("g", {"type": "x"}, timeout=timeout)
+    layer.group_send_sync("g", {"type": "x"})  # the layer keeps working

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -30,20 +31,45 @@ from .scenarios import BY_NAME, SCENARIOS, Counts, Scenario, new_context
 DEFAULT_REDIS = "redis://127.0.0.1:6379"
 
 
+def help_text(text: str) -> str:
+    """`text` for an argparse help string, which is %-formatted: a URL's `%2F` would be read as a format code."""
+    return text.replace("%", "%%")
+
+
+def positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    """An argparse `type` that takes a number of `kind` greater than zero, and says so when it is not."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n' if kind is int else ''} {kind.__name__}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
 def add_arguments(parser: argparse.ArgumentParser, default_host: str) -> None:
-    parser.add_argument("--host", default=default_host, help=f"AMQP URL of the broker (default {default_host})")
+    parser.add_argument(
+        "--host", default=default_host, help=help_text(f"AMQP URL of the broker (default {default_host})")
+    )
     parser.add_argument("--redis", default=DEFAULT_REDIS, help=f"Redis URL for the peers (default {DEFAULT_REDIS})")
     parser.add_argument("--layer", help="dotted path of a CHANNEL_LAYERS backend to measure instead of ours")
     parser.add_argument("--config", default="{}", help="JSON object of that layer's options (its CONFIG)")
     parser.add_argument("--compare", action="store_true", help="also run every installed peer whose server answers")
     parser.add_argument("--scenarios", default=",".join(BY_NAME), help="comma-separated (default: all): %(default)s")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
-    parser.add_argument("--cell-timeout", type=float, default=300.0, help="seconds one cell may take (default 300)")
+    parser.add_argument(
+        "--cell-timeout", type=positive(float), default=300.0, help="seconds one cell may take (default 300)"
+    )
     defaults = Counts()
     for name in Counts.option_names():
         default = getattr(defaults, name)
         parser.add_argument(
-            "--" + name.replace("_", "-"), type=type(default), default=default, help=f"(default {default})"
+            "--" + name.replace("_", "-"), type=positive(type(default)), default=default, help=f"(default {default})"
         )
 
 

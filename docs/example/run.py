@@ -2,8 +2,9 @@
 
     python docs/example/run.py [--amqp URL] [--http-port 8000] [--ws-port 8001]
 
-then open http://127.0.0.1:8000/ in two browser windows. Ctrl-C stops everything. The end-to-end tests start the
-site with `start_site` from this file, so what they test is what this command runs.
+then open http://127.0.0.1:8000/ in two browser windows. Ctrl-C (SIGINT), SIGTERM (`kill PID`) and SIGHUP (the
+terminal closed) stop everything: each server and worker gets SIGTERM, then SIGKILL after 15 s. The end-to-end
+tests start the site with `start_site` from this file, so what they test is what this command runs.
 
 Theory of operation: three kinds of process, as on a real hybrid site, each started in a session of its own with
 its output in a log file, all pointed at one RabbitMQ (the channel layer and Celery's broker) through the
@@ -78,6 +79,7 @@ def start_site(
         "celery": [
             python, "-m", "celery", "-A", "chatsite", "worker", "--pool", "prefork", "--concurrency", "2",
             "--loglevel", "INFO", "--without-mingle", "--without-gossip", "--without-heartbeat",
+            "--hostname", f"chat-{ws_port}@%h",  # unique per site: two sites may share a broker
         ],
     }  # fmt: skip
     site = Site(f"http://127.0.0.1:{http_port}", ws_url, logs)
@@ -114,21 +116,37 @@ def _wait_until(ready, site: Site, what: str, timeout: float = 90) -> None:
         time.sleep(0.2)
 
 
+class Stopped(BaseException):
+    """SIGTERM or SIGHUP arrived: unwind to the `finally` that stops the site (as Ctrl-C's KeyboardInterrupt does)."""
+
+
+def _stop_on_signal(signum: int, _frame: object) -> None:
+    raise Stopped(signal.Signals(signum).name)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--amqp", default=os.environ.get("AMQP_URL", DEFAULT_AMQP), help="RabbitMQ URL")
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--ws-port", type=int, default=8001)
     args = parser.parse_args()
-    site = start_site(args.amqp, args.http_port, args.ws_port)
+    for signum in (signal.SIGTERM, signal.SIGHUP):  # before start_site: a signal during start-up stops it too
+        signal.signal(signum, _stop_on_signal)
+    try:
+        site = start_site(args.amqp, args.http_port, args.ws_port)  # stops what it started if interrupted
+    except (KeyboardInterrupt, Stopped):
+        return
     print(f"Open {site.http_url}/ (in two windows to see messages go round). Logs: {site.logs}. Ctrl-C stops.")
+    sys.stdout.flush()
     try:
         while all(process.poll() is None for process in site.processes.values()):
             time.sleep(1)
         print("a process ended; see its log in", site.logs)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Stopped):
         pass
     finally:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second signal must not cut the stop short
+            signal.signal(signum, signal.SIG_IGN)
         site.stop()
 
 

@@ -11,11 +11,17 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from channels_rabbitmq_threaded.lifespan import CloseLayersAtShutdown  # noqa: E402
 from chat.consumers import RoomConsumer  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi,
-        "websocket": AllowedHostsOriginValidator(URLRouter([path("ws/rooms/<slug:room>/", RoomConsumer.as_asgi())])),
-    }
+# CloseLayersAtShutdown: under Uvicorn, closes the layer's connections at shutdown (docs/quickstart.md, "Stopping").
+application = CloseLayersAtShutdown(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi,
+            "websocket": AllowedHostsOriginValidator(
+                URLRouter([path("ws/rooms/<slug:room>/", RoomConsumer.as_asgi())])
+            ),
+        }
+    )
 )

@@ -1,0 +1,116 @@
+"""`python -m channels_rabbitmq_threaded`: every --help works, bad counts are refused, and `check` gives the hint
+that fits each class of connection failure (against the machine's broker and a private TLS node, never a mock)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from channels_rabbitmq_threaded.__main__ import advice
+
+from .conftest import HOST, ROOT
+from .private_node import PrivateNode, free_port
+
+
+def run_cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "channels_rabbitmq_threaded", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
+@pytest.mark.parametrize("command", [[], ["check"], ["bench"]])
+def test_help_of_the_program_and_every_subcommand(command: list[str]) -> None:
+    result = run_cli(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: python -m channels_rabbitmq_threaded")
+    assert "Traceback" not in result.stderr
+    if command:
+        assert "%2F" in result.stdout  # the default URL, shown as it is
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["check", "--count", "0"],
+        ["check", "--count", "-3"],
+        ["check", "--count", "many"],
+        ["bench", "--sequential", "0"],
+        ["bench", "--cell-timeout", "0"],
+    ],
+)
+def test_bad_counts_are_refused_with_a_clear_message(args: list[str]) -> None:
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    option = args[1]
+    assert f"argument {option}:" in result.stderr
+    assert "greater than 0" in result.stderr or "is not an int" in result.stderr
+
+
+def test_check_passes_against_the_broker() -> None:
+    result = run_cli("check", "--host", HOST, "--count", "5")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.rstrip().endswith("OK")
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def machine_url(user: str = "guest", password: str = "guest", port: int = 5672, vhost: str = "%2F") -> str:
+    return f"amqp://{user}:{password}@127.0.0.1:{port}/{vhost}"
+
+
+@pytest.mark.parametrize(
+    ("url", "failure", "hint"),
+    [
+        (machine_url(port=free_port()), "unreachable", "apt-get install rabbitmq-server"),
+        (machine_url(password="not-the-password"), "credentials refused", "rabbitmqctl add_user guest"),
+        (machine_url(vhost="no-such-vhost"), "missing vhost", "rabbitmqctl add_vhost no-such-vhost"),
+        (machine_url().replace("amqp://", "amqps://"), "TLS to a plain port", "Use amqp:// for that port"),
+    ],
+)
+def test_check_names_the_failure_and_its_remedy(url: str, failure: str, hint: str) -> None:
+    result = run_cli("check", "--host", url, "--count", "1")
+    assert result.returncode == 1, result.stdout
+    assert "  FAILED: " in result.stdout
+    assert f"({failure})" in result.stdout
+    assert hint in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    if failure != "unreachable":
+        assert "apt-get install" not in result.stdout  # the old advice, wrong for a broker that answers
+
+
+def test_check_on_a_tls_port(tls_node: PrivateNode, certificates) -> None:
+    url = f"amqps://guest:guest@localhost:{tls_node.port}/%2F"
+    untrusted = run_cli("check", "--host", url, "--count", "1")
+    assert "(certificate not trusted)" in untrusted.stdout and "--cafile" in untrusted.stdout, untrusted.stdout
+    no_client = run_cli("check", "--host", url, "--count", "1", "--cafile", str(certificates / "ca.cert"))
+    assert "(client certificate required)" in no_client.stdout and "--certfile" in no_client.stdout, no_client.stdout
+    plain = run_cli("check", "--host", url.replace("amqps://", "amqp://"), "--count", "1")
+    assert "(plain AMQP to a TLS port)" in plain.stdout and "use amqps://" in plain.stdout, plain.stdout
+    passed = run_cli(
+        "check", "--host", url, "--count", "3",
+        "--cafile", str(certificates / "ca.cert"),
+        "--certfile", str(certificates / "client.certchain"),
+        "--keyfile", str(certificates / "client.key"),
+    )  # fmt: skip
+    assert passed.returncode == 0 and passed.stdout.rstrip().endswith("OK"), passed.stdout + passed.stderr
+    for result in (untrusted, no_client, plain):
+        assert result.returncode == 1
+        assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_tls_files_are_refused_for_a_plain_url() -> None:
+    result = run_cli("check", "--host", machine_url(), "--cafile", "/nonexistent.pem")
+    assert result.returncode == 2
+    assert "amqps://" in result.stderr
+
+
+def test_advice_fills_in_the_url() -> None:
+    hint = advice("amqp://alice:x@rabbit.example.com:5672/shop", "ACCESS_REFUSED - Login was refused")
+    assert "user 'alice'" in hint and "set_permissions -p shop alice" in hint
+    assert advice("amqp://a:b@h/%2F", "something nobody foresaw") == "See the reason above and the broker's log."
