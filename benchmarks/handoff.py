@@ -75,9 +75,9 @@ async def ping_pong_waiter(rounds: int) -> float:
     thread.start()
     started = time.perf_counter()
     for _ in range(rounds):
-        waiter = Waiter(loop, "c!1", lambda *_: None)
+        waiter = Waiter(loop, "c!1", lambda *_: None, lambda _waiter: None)
         requests.put(waiter)
-        await waiter.future
+        await waiter.wait()
     elapsed = time.perf_counter() - started
     requests.put(None)
     thread.join()

@@ -20,10 +20,12 @@ to whichever side *claims* the waiter first, with a non-blocking `threading.Lock
 * the I/O thread, in `reclaim()`, when the receive was cancelled (`Forget`) or the loop is closed
   (`call_soon_threadsafe` raised): it puts the message back itself.
 
-A receive cancelled *after* `_settle` set its result (the task was cancelled before it resumed) finds the result in
-its future and gives it back (`core.RabbitmqChannelLayer.receive`). A waiter whose loop died with the settle callback
-still queued is garbage: `__del__` claims it and gives the message back. So a handed-off message is delivered once
-or put back once, never both, never neither.
+The caller awaits `waiter.wait()`, which holds the whole cancellation story: a receive cancelled *after* `_settle`
+set its result (the task was cancelled before it resumed) finds the result in its future and gives it back; one
+cancelled before any message reached it tells the I/O thread to forget it (`on_abandoned`, a `Forget` request),
+which also reclaims a message offered meanwhile. A waiter whose loop died with the settle callback still queued is
+garbage: `__del__` claims it and gives the message back. So a handed-off message is delivered once or put back
+once, never both, never neither.
 
 Why not janus: a janus queue binds to the first loop that touches its async side and cannot be rebound; with a new
 loop per `async_to_sync` call a per-channel queue breaks on the second call, and a message already inside a queue
@@ -188,13 +190,24 @@ class ThreadReply:
 class Waiter:
     """One pending receive(): the slot through which the I/O thread hands it exactly one message."""
 
-    __slots__ = ("__weakref__", "_claim", "_message", "_on_refused", "channel", "expires_at", "future", "loop")
+    __slots__ = (
+        "__weakref__",
+        "_claim",
+        "_message",
+        "_on_abandoned",
+        "_on_refused",
+        "channel",
+        "expires_at",
+        "future",
+        "loop",
+    )
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
         channel: str,
         on_refused: Callable[[str, dict[str, Any], float], None],
+        on_abandoned: Callable[[Waiter], None],
     ) -> None:
         self.loop = loop
         self.future: asyncio.Future[dict[str, Any]] = loop.create_future()
@@ -203,6 +216,25 @@ class Waiter:
         self._message: dict[str, Any] = _NOTHING
         self._claim = threading.Lock()
         self._on_refused = on_refused  # (channel, message, expires_at) -> put the message back; any thread
+        self._on_abandoned = on_abandoned  # the receive() was cancelled with nothing in hand: tell the I/O thread
+
+    async def wait(self) -> dict[str, Any]:
+        """Await the message (on the waiter's loop). Cancellation-safe: a message that reached a cancelled wait goes
+        back to the head of its channel; a wait cancelled with nothing in hand stops waiting at the I/O thread.
+
+        Submit the waiter's `Take` and await this in one coroutine (as `RabbitmqChannelLayer.receive` does): a task
+        cancelled before its first step never runs this body, so it must not have submitted the `Take` either.
+        """
+        try:
+            return await self.future
+        except asyncio.CancelledError:
+            future = self.future
+            if future.done() and not future.cancelled() and future.exception() is None:
+                # The message arrived, but this task was cancelled before it resumed: give the message back.
+                self._on_refused(self.channel, future.result(), self.expires_at)
+            else:
+                self._on_abandoned(self)
+            raise
 
     def offer(self, message: dict[str, Any], expires_at: float) -> bool:
         """Hand `message` to this receive(). False when its loop is closed: the caller keeps the message."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import fnmatch
 import hashlib
+import inspect
 import math
 import re
 import ssl
@@ -27,25 +28,6 @@ DEFAULT_HOST = "amqp://guest:guest@127.0.0.1:5672/%2F"
 # for the ".control" suffix of the flush exchange.
 _EXCHANGE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,247}\Z")
 
-OPTION_NAMES = (
-    "host",
-    "expiry",
-    "local_capacity",
-    "local_expiry",
-    "remote_capacity",
-    "prefetch_count",
-    "ssl_context",
-    "groups_exchange",
-    "group_expiry",
-    "connect_timeout",
-    "heartbeat",
-    "max_message_size",
-    "capacity",
-    "channel_capacity",
-    "symmetric_encryption_keys",
-    "normal_channel_prefix",
-    "wait_for_confirms",
-)
 
 RABBITMQ_MAX_MESSAGE_SIZE = 128 * 1024 * 1024  # RabbitMQ's default `max_message_size` (3.8 and later)
 
@@ -167,6 +149,20 @@ class Settings:
     def redacted_host(self, attempt: int = 0) -> str:
         """The URL of attempt number `attempt` with its password replaced by `***`: the only form ever logged."""
         return redact_url(self.hosts[attempt % len(self.hosts)])
+
+
+# The options, written once: the keyword parameters of `Settings.from_options`, in its order.
+OPTION_NAMES = tuple(
+    name
+    for name, parameter in inspect.signature(Settings.from_options).parameters.items()
+    if parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+)
+
+
+def is_process_specific(channel: str) -> bool:
+    """Whether `channel` is a process-specific channel (`<prefix>.<queue>!<id>`, from `new_channel()`); the other
+    names are normal channels (`Settings.normal_queue`)."""
+    return "!" in channel
 
 
 def redact_url(url: str) -> str:

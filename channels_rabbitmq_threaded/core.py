@@ -30,7 +30,7 @@ from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
 
 from .bridge import LoopReply, ThreadReply, Waiter
-from .config import Settings
+from .config import Settings, is_process_specific
 from .envelope import FLUSH_GROUP, Recipient, encode
 from .errors import LayerClosed, MessageTooLarge, RabbitmqLayerError
 from .io_thread import IOThread
@@ -68,19 +68,18 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 class RabbitmqChannelLayer(BaseChannelLayer):
     """A Channels layer on RabbitMQ whose connection lives in its own thread, so it works from any event loop.
 
-    Options (all keyword; `config.OPTION_NAMES` lists them): those of channels_rabbitmq (``host``, ``expiry``,
-    ``local_capacity``, ``local_expiry``, ``remote_capacity``, ``prefetch_count``, ``ssl_context``,
-    ``groups_exchange``) and ``group_expiry``, ``capacity``, ``channel_capacity``, ``connect_timeout``,
-    ``heartbeat``, ``max_message_size``, ``symmetric_encryption_keys``, ``normal_channel_prefix``. See
-    ``docs/configuration.md``.
+    Options: all keyword, those of channels_rabbitmq and more; `config.Settings.from_options` takes and checks them
+    (`config.OPTION_NAMES` lists them), and ``docs/configuration.md`` has a section for each.
     """
 
     extensions: ClassVar[list[str]] = ["groups", "flush"]
 
     def __init__(self, **options: Any) -> None:
         self.settings = Settings.from_options(**options)
-        super().__init__(expiry=self.settings.expiry, capacity=self.settings.capacity)
-        self.channel_capacity = list(self.settings.channel_capacity)  # compiled, so get_capacity() works
+        # Channels keeps `expiry` as given (its stubs say int; seconds may be a float here) and compiles
+        # `channel_capacity` into a list of (pattern, capacity) itself (its stubs say dict): ours is compiled already.
+        super().__init__(expiry=self.settings.expiry, capacity=self.settings.capacity)  # type: ignore[arg-type]
+        self.channel_capacity = list(self.settings.channel_capacity)  # type: ignore[assignment]
         self.group_expiry = self.settings.group_expiry
         self.queue_name = _new_queue_name()
         self._io_thread: IOThread | None = None
@@ -127,7 +126,7 @@ class RabbitmqChannelLayer(BaseChannelLayer):
     def _send_request(self, channel: str, message: dict[str, Any]) -> Publish:
         self.require_valid_channel_name(channel)
         body = self._encode(message, Recipient(is_group=False, name=channel))
-        if "!" in channel:  # process-specific: the queue of the process named in it
+        if is_process_specific(channel):  # process-specific: the queue of the process named in it
             return Publish(reply=None, routing_key=_queue_of(channel), body=body, mandatory=True)
         # normal: a queue shared by every process that receives on it, declared before the first publish
         queue, arguments = self.settings.normal_queue(channel)
@@ -139,21 +138,12 @@ class RabbitmqChannelLayer(BaseChannelLayer):
         Cancellation-safe: a message that reached a cancelled receive() goes back to the head of its channel.
         """
         self.require_valid_channel_name(channel)
-        if "!" in channel:
+        if is_process_specific(channel):
             self._require_local(channel)
         io_thread = self._io()
-        waiter = Waiter(asyncio.get_running_loop(), channel, self._refused)
+        waiter = Waiter(asyncio.get_running_loop(), channel, self._refused, lambda w: io_thread.submit(Forget(w)))
         io_thread.submit(Take(waiter))
-        try:
-            return await waiter.future
-        except asyncio.CancelledError:
-            future = waiter.future
-            if future.done() and not future.cancelled() and future.exception() is None:
-                # The message arrived, but this task was cancelled before it resumed: give the message back.
-                self._refused(channel, future.result(), waiter.expires_at)
-            else:
-                io_thread.submit(Forget(waiter))
-            raise
+        return await waiter.wait()
 
     async def group_add(self, group: str, channel: str) -> None:
         """Add one of this layer's channels to `group`; returns once the group's binding is in effect."""

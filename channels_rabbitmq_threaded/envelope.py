@@ -12,7 +12,7 @@ state.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import msgpack
 
@@ -55,7 +55,7 @@ def encode(message: object, recipient: Recipient, fernet: Any = None) -> bytes:
             "message must contain only msgpack types "
             f"(dict with str keys, list, str, bytes, int, float, bool, None): {exc}"
         ) from None
-    return body if fernet is None else fernet.encrypt(body)
+    return body if fernet is None else cast(bytes, fernet.encrypt(body))
 
 
 def decode(body: bytes, fernet: Any = None) -> tuple[Recipient, dict[str, Any]]:

@@ -19,8 +19,10 @@ from typing import Any
 
 from pika.adapters.select_connection import IOLoop
 
+from .inflight import InFlight, Waiting
 from .link import guarded
 from .requests import Publish
+from .routing import DropReason
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +40,10 @@ class DropLog:
 
     def __init__(self, ioloop: IOLoop) -> None:
         self._ioloop = ioloop
-        self._counts: dict[str, int] = {}  # reason -> drops not yet logged, for each reason whose window is open
+        self._counts: dict[DropReason, int] = {}  # drops not yet logged, for each reason whose window is open
         self._timer: Any = None
 
-    def log(self, reason: str, detail: str) -> None:
+    def log(self, reason: DropReason, detail: str) -> None:
         if reason in self._counts:
             self._counts[reason] += 1
             return
@@ -49,7 +51,7 @@ class DropLog:
         if self._timer is None:
             self._timer = self._ioloop.call_later(DROP_LOG_WINDOW, self._close_window)
         logger.warning(
-            "Dropped a message: %s", detail, extra={"event": "message_dropped", "reason": reason, "count": 1}
+            "Dropped a message: %s", detail, extra={"event": "message_dropped", "reason": reason.value, "count": 1}
         )
 
     @guarded
@@ -63,11 +65,12 @@ class DropLog:
         for reason, count in counts.items():
             if count:
                 logger.warning(
-                    "Dropped %d more message(s) in the last %gs: %s",
+                    "Dropped %d more message(s) in the last %gs (%s): %s",
                     count,
                     DROP_LOG_WINDOW,
-                    reason,
-                    extra={"event": "messages_dropped", "reason": reason, "count": count},
+                    reason.value,
+                    reason.text,
+                    extra={"event": "messages_dropped", "reason": reason.value, "count": count},
                 )
 
 
@@ -135,29 +138,41 @@ class UnwaitedPublishes:
         pass  # a nack was logged where it was seen (`PendingConfirms`' nack hook)
 
     def fail(self, exc: BaseException) -> None:
-        detail = f"a message sent without waiting was not confirmed: {exc}"
+        detail = f"{DropReason.FAILED.text}: {exc}"
         if threading.current_thread() is self._io_thread:
-            self._drops.log("failed", detail)
+            self._drops.log(DropReason.FAILED, detail)
         else:
             logger.warning(
-                "Dropped a message: %s", detail, extra={"event": "message_dropped", "reason": "failed", "count": 1}
+                "Dropped a message: %s",
+                detail,
+                extra={"event": "message_dropped", "reason": DropReason.FAILED.value, "count": 1},
             )
 
 
 class PendingConfirms:
     """Publishes awaiting RabbitMQ's confirm, by delivery tag (both sides count from 1 on each channel).
 
-    Each nacked publish is shown to `on_nack` before its caller is answered, so that nacks nobody raises for (a
-    group member's full queue; a send that did not wait) are logged in one place.
+    Each publish is also registered in the publisher link's `InFlight` (`Waiting.CONFIRM`), which fails it if the
+    connection ends first; a confirm answers only a publish still registered there. Each nacked publish is shown to
+    `on_nack` before its caller is answered, so that nacks nobody raises for (a group member's full queue; a send
+    that did not wait) are logged in one place.
     """
 
-    def __init__(self, on_nack: Callable[[Publish], None]) -> None:
+    def __init__(self, inflight: InFlight, on_nack: Callable[[Publish], None]) -> None:
+        self._inflight = inflight
         self._on_nack = on_nack
         self._by_tag: dict[int, Publish] = {}
         self._order: deque[int] = deque()  # tags in publish order; may hold tags already answered singly
         self.next_tag = 1
 
+    def reset(self) -> None:
+        """A new channel: delivery tags start again at 1 (what was pending has been answered by `InFlight`)."""
+        self._by_tag.clear()
+        self._order.clear()
+        self.next_tag = 1
+
     def add(self, publish: Publish) -> None:
+        self._inflight.add(Waiting.CONFIRM, publish)
         self._by_tag[self.next_tag] = publish
         self._order.append(self.next_tag)
         self.next_tag += 1
@@ -176,15 +191,11 @@ class PendingConfirms:
             self._order.popleft()
 
     def _answer(self, publish: Publish, acked: bool) -> None:
+        if not self._inflight.settle(publish):
+            return  # answered already: its connection ended, or it waited too long behind an alarm
         if not acked:
             self._on_nack(publish)
         publish.resolve(acked)
-
-    def fail_all(self, exc: BaseException) -> None:
-        pending, self._by_tag = self._by_tag, {}
-        self._order.clear()
-        for publish in pending.values():
-            publish.fail(exc)
 
     def __len__(self) -> int:  # safe to read from any thread (an approximate figure there)
         return len(self._by_tag)

@@ -18,9 +18,12 @@ handshake (`close()` then trips an assertion in its connection workflow that end
 
 Every attempt builds a *fresh* `SelectConnection` from fresh parameters (pika mutates them) and goes to the next
 host of the list, so a cluster fails over by itself. What the channel is for (declares, binds, confirm mode) is the
-owner's business: it passes `setup(channel, done)`. A link is *ready* when its setup is done and RabbitMQ is not
-blocking it (a resource alarm: `Connection.Blocked`). Requests that need a link that is not ready wait in its
-`ParkedRequests`, each for at most `connect_timeout`; a refusal that retrying can't fix fails them at once.
+owner's business (`LinkOwner.setup(channel, done)`). The requests that wait for an RPC of the current connection
+are registered in the link's `inflight.InFlight`, which the link empties when the connection ends (lost or
+stopped), so nobody is left waiting on a connection that is gone. A link is *ready* when its setup is done and
+RabbitMQ is not blocking it (a resource alarm: `Connection.Blocked`). Requests that need a link that is not ready
+wait in its `ParkedRequests`, each for at most `connect_timeout`; a refusal that retrying can't fix fails them at
+once.
 
 Rules
 -----
@@ -39,14 +42,20 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pika
 from pika.adapters.select_connection import IOLoop
-from pika.exceptions import AMQPHeartbeatTimeout, ProbableAccessDeniedError, ProbableAuthenticationError
+from pika.exceptions import (
+    AMQPConnectionError,
+    AMQPHeartbeatTimeout,
+    ProbableAccessDeniedError,
+    ProbableAuthenticationError,
+)
 
 from .config import Settings
 from .errors import BrokerRefused, BrokerUnavailable, LayerClosed
+from .inflight import Ending, InFlight
 from .requests import Request
 
 logger = logging.getLogger(__name__)
@@ -156,7 +165,8 @@ class LivenessWatch:
                 extra={"event": "broker_silent", "seconds": round(silence, 1)},
             )
             # What pika's own heartbeat checker does: abort the stream; on_close_callback follows.
-            connection._terminate_stream(AMQPHeartbeatTimeout(f"no data from RabbitMQ for {silence:.1f}s"))
+            terminate = connection._terminate_stream  # type: ignore[attr-defined]  # pika's private abort
+            terminate(AMQPHeartbeatTimeout(f"no data from RabbitMQ for {silence:.1f}s"))
             return
         self._timer = self._ioloop.call_later(self._heartbeat / 4, self._check)
 
@@ -223,30 +233,35 @@ class ParkedRequests:
             self._timer = self._ioloop.call_later(self._waiting[0][0] - now, self._on_deadline)
 
 
+class LinkOwner(Protocol):
+    """What a `Link` tells the side that uses it (`consumer.ConsumerSide`, `publisher.PublisherSide`)."""
+
+    def setup(self, channel: Any, done: Callable[[], None]) -> None:
+        """A new channel is open: declare what the side needs (each step through `Link.step`), then call `done`."""
+
+    def on_ready(self, requests: list[Request]) -> None:
+        """The link is ready, or no longer blocked: run the requests that waited for it."""
+
+    def on_lost(self, reason: str) -> None:
+        """The connection is gone (its `InFlight` was emptied just before); the link reconnects by itself."""
+
+    def on_stopped(self) -> None:
+        """`stop()` is complete: the connection is closed for good."""
+
+    def on_blocked(self) -> None:
+        """RabbitMQ started blocking this connection (a resource alarm)."""
+
+
 class Link:
     """One connection and its channel, (re)opened forever. See the module's theory of operation."""
 
-    def __init__(
-        self,
-        role: str,
-        settings: Settings,
-        ioloop: IOLoop,
-        connection_name: str,
-        setup: Callable[[Any, Callable[[], None]], None],
-        on_ready: Callable[[list[Request]], None],
-        on_lost: Callable[[str], None],
-        on_stopped: Callable[[], None],
-        on_blocked: Callable[[], None] | None = None,
-    ) -> None:
+    def __init__(self, role: str, settings: Settings, ioloop: IOLoop, connection_name: str, owner: LinkOwner) -> None:
         self.role = role  # "consumer" or "publisher": for log lines
         self.settings = settings
         self._ioloop = ioloop
         self._connection_name = connection_name
-        self._setup = setup  # (channel, done) -> declares what the owner needs, then calls done()
-        self._on_ready = on_ready  # receives the requests that waited for this link
-        self._on_lost = on_lost  # fail what was in flight on the connection that is gone
-        self._on_stopped = on_stopped
-        self._on_blocked_callback = on_blocked  # RabbitMQ started blocking this connection
+        self._owner = owner
+        self.inflight = InFlight()  # requests answered by RPCs on the current connection: emptied when it ends
         self.state = IDLE
         self.connection: pika.SelectConnection | None = None
         self.channel: Any = None  # the pika Channel of the current connection, once open
@@ -312,12 +327,12 @@ class Link:
             self._on_open_error(None, exc)
 
     @guarded
-    def _on_connection_open(self, connection: pika.SelectConnection) -> None:
+    def _on_connection_open(self, connection: Any) -> None:
         if self.state is STOPPING:  # stop() came while the handshake ran: close now that pika can do it safely
             connection.close()
             return
         heartbeat = connection.params.heartbeat  # the negotiated value, once the connection is open
-        if heartbeat:
+        if isinstance(heartbeat, int) and heartbeat > 0:
             self._liveness = LivenessWatch(self._ioloop, connection, heartbeat)
         connection.add_on_connection_blocked_callback(self._on_blocked)
         connection.add_on_connection_unblocked_callback(self._on_unblocked)
@@ -329,7 +344,7 @@ class Link:
             return
         self.channel = channel
         channel.add_on_close_callback(self._on_channel_closed)
-        self._setup(channel, self._on_setup_done)
+        self._owner.setup(channel, self._on_setup_done)
 
     def _on_setup_done(self) -> None:
         if self.state is not CONNECTING:
@@ -349,10 +364,11 @@ class Link:
                 "connection_name": self._connection_name,
             },
         )
-        self._on_ready(self.parked.release())
+        self._owner.on_ready(self.parked.release())
 
     @guarded
-    def _on_open_error(self, _connection: Any, exc: BaseException) -> None:
+    def _on_open_error(self, _connection: Any, error: BaseException | str) -> None:
+        exc = error if isinstance(error, BaseException) else AMQPConnectionError(error)
         self.connection = None
         if self.state is STOPPING:
             self._stopped()
@@ -399,7 +415,8 @@ class Link:
         """
         self.state = WAITING
         self.last_error = reason
-        self._on_lost(reason)
+        self.inflight.end(Ending.LOST, reason)
+        self._owner.on_lost(reason)
         delay = self._retry_delay * random.uniform(0.5, 1.0)
         self._retry_delay = min(self._retry_delay * 2, RECONNECT_MAX_DELAY)
         self._repeats.log(
@@ -432,8 +449,7 @@ class Link:
             self.settings.connect_timeout,
             extra={"event": "link_blocked", "link": self.role, "reason": self.blocked},
         )
-        if self._on_blocked_callback is not None:
-            self._on_blocked_callback()
+        self._owner.on_blocked()
 
     @guarded
     def _on_unblocked(self, _connection: Any, _frame: Any) -> None:
@@ -442,7 +458,7 @@ class Link:
         )
         self.blocked = None
         if self.state is READY:
-            self._on_ready(self.parked.release())
+            self._owner.on_ready(self.parked.release())
 
     # -- the end ----------------------------------------------------------------------------------------------------
 
@@ -467,7 +483,8 @@ class Link:
     def _stopped(self) -> None:
         if self.state is not STOPPED:
             self.state = STOPPED
-            self._on_stopped()
+            self.inflight.end(Ending.CLOSED, "the channel layer is closed")
+            self._owner.on_stopped()
 
     def let_go_in_child(self) -> None:
         """In a forked child: close the inherited copy of this link's socket, sending nothing.

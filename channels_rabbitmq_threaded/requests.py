@@ -16,7 +16,7 @@ from .bridge import Waiter
 
 
 class Reply(Protocol):
-    """How a request is answered: `bridge.LoopReply`, `bridge.ThreadReply` or `io_thread.UnwaitedPublishes`."""
+    """How a request is answered: `bridge.LoopReply`, `bridge.ThreadReply` or `ledgers.UnwaitedPublishes`."""
 
     def resolve(self, value: Any = None) -> None: ...
 

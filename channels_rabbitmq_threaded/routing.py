@@ -35,6 +35,7 @@ thread only; in this package that is the I/O thread.
 
 from __future__ import annotations
 
+import enum
 import heapq
 import itertools
 import math
@@ -50,6 +51,30 @@ W = TypeVar("W")  # a waiter: whatever hands one message to one receive() call
 T = TypeVar("T")  # a token: whatever acknowledges one delivery at the broker
 
 Message = dict[str, Any]
+
+
+class DropReason(str, enum.Enum):
+    """Why a message was dropped: its short name (the `reason` of its log record; equal to the plain string), and
+    the text the log lines give. The first four are decided here; the others by the I/O side."""
+
+    text: str
+
+    def __new__(cls, key: str, text: str) -> DropReason:
+        member = str.__new__(cls, key)
+        member._value_ = key
+        member.text = text
+        return member
+
+    CAPACITY = "capacity", "local_capacity reached while receivers wait: the oldest of the biggest backlog went"
+    CHANNEL_CAPACITY = "channel capacity", "the channel held its capacity (capacity/channel_capacity): its oldest went"
+    EXPIRED = "expired", "waited longer than local_expiry; its channel was removed from its groups"
+    NO_LOCAL_MEMBER = "no local member", "a group message reached this process after its last local member left"
+    UNROUTABLE = "unroutable", "RabbitMQ had no queue for a direct send: the process that owned the channel is gone"
+    GROUP_COPY_REFUSED = "group copy refused", "a group member's queue was full (remote_capacity): its copy was dropped"
+    NACKED = "nacked", "RabbitMQ refused a message sent without waiting: the receiving queue was full"
+    FAILED = "failed", "a message sent without waiting was not confirmed"
+    NOT_OURS = "not ours", "a body on this process's queue that this layer did not write (or cannot decrypt)"
+    WRONG_QUEUE = "wrong queue", "a message for another channel was in a normal channel's queue"
 
 
 @dataclass(eq=False, slots=True)
@@ -85,7 +110,7 @@ class Drop:
     """A message this process accepted and will not deliver, and why: for the log."""
 
     channel: str
-    reason: str  # "capacity", "channel capacity", "expired" or "no local member"
+    reason: DropReason  # CAPACITY, CHANNEL_CAPACITY, EXPIRED or NO_LOCAL_MEMBER
 
 
 @dataclass(slots=True)
@@ -386,7 +411,7 @@ class Inbox(Generic[W, T]):
         if recipient.is_group:
             channels = self.membership.members(recipient.name)
             if not channels:
-                effects.drops.append(Drop(recipient.name, "no local member"))
+                effects.drops.append(Drop(recipient.name, DropReason.NO_LOCAL_MEMBER))
                 return
         else:
             channels = [recipient.name]
@@ -424,7 +449,7 @@ class Inbox(Generic[W, T]):
         buffer = self._buffers[channel]
         while len(buffer.messages) > self.channel_capacity(channel):
             self._release_holder(buffer.messages.popleft(), channel)
-            effects.drops.append(Drop(channel, "channel capacity"))
+            effects.drops.append(Drop(channel, DropReason.CHANNEL_CAPACITY))
 
     def _remember(self, buffered: _Buffered) -> None:
         self._in_memory += 1
@@ -436,7 +461,7 @@ class Inbox(Generic[W, T]):
             channel, buffer = max(self._buffers.items(), key=lambda item: len(item[1].messages))
             buffered = buffer.messages.popleft()
             self._release_holder(buffered, channel)
-            effects.drops.append(Drop(channel, "capacity"))
+            effects.drops.append(Drop(channel, DropReason.CAPACITY))
             self._forget_if_empty(channel, buffer)
 
     def _pop_head(self, channel: str, buffer: ChannelBuffer[W], waiter: W) -> Handoff[W]:
@@ -463,7 +488,7 @@ class Inbox(Generic[W, T]):
             for channel in buffered.holders:
                 buffer = self._buffers[channel]
                 buffer.messages.remove(buffered)
-                effects.drops.append(Drop(channel, "expired"))
+                effects.drops.append(Drop(channel, DropReason.EXPIRED))
                 effects.unbind.extend(self.membership.remove_channel(channel))
                 self._forget_if_empty(channel, buffer)
             if buffered.holders:

@@ -32,6 +32,7 @@ TEST_NORMAL_CHANNELS = (
     "jobs.expiring",
     "jobs.churn",
     "jobs.runworker",
+    "jobs.cut",
 )
 
 
@@ -48,6 +49,20 @@ def launch_chromium(playwright: Any) -> Any:
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (apt-get install chromium chromium-driver)")
     return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+
+
+NODE_FIXTURES = {"tls_node", "amqp_node", "module_amqp_node", "cluster"}  # each starts private RabbitMQ nodes
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The test tiers as markers: `node` for a test that starts a private node (through a fixture, even a
+    transitive one), `broker` for every other test not marked `unit`. `-m "not node and not slow"` is the fast
+    suite (tox's py310 and py313)."""
+    for item in items:
+        if NODE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.node)
+        if item.get_closest_marker("unit") is None:
+            item.add_marker(pytest.mark.broker)
 
 
 def dropped(caplog: pytest.LogCaptureFixture, reason: str) -> int:

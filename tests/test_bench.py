@@ -19,6 +19,8 @@ from channels_rabbitmq_threaded.bench.scenarios import BY_NAME, SCENARIOS
 
 from .conftest import HOST, ROOT
 
+pytestmark = pytest.mark.slow
+
 TINY = [
     "--sync-calls", "10", "--direct-calls", "20", "--sequential", "50", "--concurrent", "100", "--fanout", "5",
     "--round-trips", "20", "--channels", "200", "--raw", "100", "--idle-seconds", "0.5",

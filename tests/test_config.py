@@ -9,6 +9,8 @@ import pytest
 from channels_rabbitmq_threaded import RabbitmqChannelLayer
 from channels_rabbitmq_threaded.config import DEFAULT_HOST, Settings, redact_url
 
+pytestmark = pytest.mark.unit
+
 
 def test_defaults() -> None:
     settings = Settings.from_options()

@@ -44,7 +44,7 @@ Site, start_site = launcher.Site, launcher.start_site
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,7 @@ def connected_parent(make_layer) -> tuple[RabbitmqChannelLayer, str, list[int]]:
     async_to_sync(layer.group_add)("forked", channel)
     async_to_sync(layer.group_send)("forked", {"type": "warm.up"})  # both links are connected now
     assert async_to_sync(layer.receive)(channel) == {"type": "warm.up"}
-    links = (layer._io_thread._consumer, layer._io_thread._publisher)
+    links = (layer._io_thread._consumer.link, layer._io_thread._publisher.link)
     return layer, channel, [link.connection._transport._sock.fileno() for link in links]
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from channels_rabbitmq_threaded.envelope import Recipient
 from channels_rabbitmq_threaded.routing import Drop, GroupMembership, Inbox
+
+pytestmark = pytest.mark.unit
 
 
 def to(channel: str) -> Recipient:

@@ -9,6 +9,8 @@ import pytest
 from .private_node import PrivateNode
 from .soak import run_soak
 
+pytestmark = pytest.mark.slow
+
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "60"))
 
 

@@ -147,7 +147,8 @@ def run_cell(job: str, timeout: float) -> dict[str, Any]:
         _kill_leftovers(process.pid)
     for line in stdout.splitlines():
         if line.startswith(RESULT_MARK):
-            return json.loads(line[len(RESULT_MARK) :])
+            result: dict[str, Any] = json.loads(line[len(RESULT_MARK) :])
+            return result
     last = stderr.strip().splitlines()[-1:] or [f"exit status {process.returncode}"]
     return {"error": f"the cell process died: {last[0]}"}
 

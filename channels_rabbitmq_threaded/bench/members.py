@@ -157,7 +157,7 @@ def _raw_member(job: MemberJob, amqp_url: str, pipe: Connection) -> None:
     pipe.send(("ready", [queue]))
     deadline = time.monotonic() + job.timeout
     while clock.count < job.expect and time.monotonic() < deadline:
-        connection.process_data_events(time_limit=0.1)
+        connection.process_data_events(time_limit=0.1)  # type: ignore[arg-type]  # pika takes seconds as a float
     connection.close()
     pipe.send(("done", clock.figures()))
 

@@ -340,7 +340,7 @@ class RawPublisher:
     def run(self) -> tuple[float, float]:
         self._connection = self._pika.SelectConnection(
             self._parameters,
-            on_open_callback=lambda connection: connection.channel(on_open_callback=self._on_channel),
+            on_open_callback=self._on_connection_open,
             on_open_error_callback=lambda _connection, error: self._stop(f"cannot connect: {error}"),
             on_close_callback=lambda _connection, reason: self._connection.ioloop.stop(),
         )
@@ -348,6 +348,9 @@ class RawPublisher:
         if self._error:
             raise BenchError(self._error)
         return self._started, self._elapsed
+
+    def _on_connection_open(self, connection: Any) -> None:
+        connection.channel(on_open_callback=self._on_channel)
 
     def _on_channel(self, channel: Any) -> None:
         self._channel = channel

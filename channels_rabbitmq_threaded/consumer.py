@@ -1,0 +1,318 @@
+"""The consumer side of the I/O thread: the process's queue, its bindings, and what RabbitMQ delivers to it.
+
+Theory of operation
+-------------------
+`ConsumerSide` owns the consumer `Link`: a connection that never publishes, so a resource alarm never blocks its
+deliveries, acks, binds and unbinds. It opens on first need (`Link.start`): a process that only sends never
+declares a queue. Its setup, one RPC per step, each answer wrapped by `Link.step`:
+
+1. `_setup`: `exchange.declare` of the groups exchange (direct) -> `_on_exchange_declared`;
+2. `exchange.declare` of the control exchange (fanout, for `flush()`) -> `_on_control_exchange_declared`;
+3. `queue.declare` of the process's queue (exclusive, `x-max-length` = `remote_capacity`, `reject-publish`,
+   `x-message-ttl` = `expiry`) -> `_on_queue_declared`;
+4. `queue.bind` to the control exchange -> `_on_control_bound`;
+5. `queue.bind` of every group that still has a local member (after a reconnect) -> `_on_rebound`, once per group;
+6. `basic.qos` (`prefetch_count`) -> `_on_qos_set`;
+7. `basic.consume` of the queue -> `_on_consuming`: the link is ready; consumers of the normal channels that
+   receivers wait on start again.
+
+Groups are bound before consuming starts, so after a reconnect the first delivery implies the bindings are back.
+
+Requests that wait for an RPC register in the link's `InFlight`: a `group_add` for its `BindOk` (`Waiting.BIND`),
+a `flush` for its `PurgeOk` (`Waiting.PURGE`). When the connection ends the link answers them from the registry's
+table and runs this side's reset hooks (binds in flight, the purge count, the normal-channel consumers).
+
+Deliveries go up through one call, `ConsumerHub.deliver`; acks, binds, unbinds and purges come down as calls from the
+hub (`io_thread.IOThread`), which owns the routing state. Everything here runs on the I/O thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import pika.spec
+
+from .config import Settings, is_process_specific
+from .envelope import FLUSH_GROUP, MalformedBody, Recipient, decode
+from .inflight import Waiting
+from .ledgers import DropLog
+from .link import Link, guarded
+from .requests import Flush, GroupAdd, Request
+from .routing import DropReason
+
+logger = logging.getLogger(__name__)
+
+
+class ConsumerHub(Protocol):
+    """What the consumer side asks of the I/O thread's hub, which owns the routing state."""
+
+    def deliver(self, tag: int, recipient: Recipient, message: dict[str, Any]) -> None:
+        """Route a delivery (the hub acknowledges it through `ConsumerSide.ack`, now or later)."""
+
+    def flushed_by(self, origin: object) -> None:
+        """Another process (or this one) called flush(): drop this process's memberships."""
+
+    def deliveries_lost(self) -> None:
+        """The consumer connection is gone, and with it every delivery not yet acknowledged."""
+
+    def released(self, requests: list[Request]) -> None:
+        """A link became ready: run the requests that waited for it."""
+
+    def stopped(self) -> None:
+        """A link has stopped for good."""
+
+    def local_groups(self) -> list[str]:
+        """The groups that have a local member (to bind again after a reconnect)."""
+
+    def waiting_on(self, channel: str) -> int:
+        """How many receive() calls wait on `channel`."""
+
+    def waiting_channels(self) -> list[str]:
+        """The channels some receive() waits on."""
+
+
+class ConsumerSide:
+    """The consumer link and its state; see the module's theory of operation."""
+
+    def __init__(self, settings: Settings, ioloop: Any, queue_name: str, hub: ConsumerHub, drops: DropLog) -> None:
+        self.settings = settings
+        self.queue_name = queue_name
+        self._hub = hub
+        self._drops = drops
+        self.link = Link("consumer", settings, ioloop, f"channels_rabbitmq_threaded {queue_name} consumer", self)
+        self._ready: Callable[[], None] = _nothing  # the link's `done`, kept by `_setup` for the last step
+        self._binds: dict[str, list[GroupAdd]] = {}  # group -> requests answered by its bind in flight
+        self._rebinds_left = 0
+        self._purges_in_flight = 0  # while > 0, deliveries were sent before a flush's purge: drop them
+        self._normal_consumers: dict[str, str] = {}  # normal channel -> consumer tag, while someone waits on it
+        self._exclusive_tag = ""  # the consumer tag of this process's own queue
+        self.link.inflight.on_end(self._reset)
+
+    def _reset(self) -> None:
+        """The connection ended: its binds, purges and consumers are gone with it (their requests are answered)."""
+        self._binds.clear()
+        self._purges_in_flight = 0
+        self._normal_consumers.clear()
+
+    # -- LinkOwner: setup, one RPC per step --------------------------------------------------------------------------
+
+    def setup(self, channel: Any, done: Callable[[], None]) -> None:
+        """Step 1: declare the groups exchange."""
+        self._ready = done
+        channel.exchange_declare(
+            exchange=self.settings.groups_exchange,
+            exchange_type="direct",
+            callback=self.link.step(self._on_exchange_declared),
+        )
+
+    @guarded
+    def _on_exchange_declared(self, _frame: Any) -> None:
+        """Step 2: declare the control exchange, which carries flush() to every process."""
+        self.link.channel.exchange_declare(
+            exchange=self.settings.control_exchange,
+            exchange_type="fanout",
+            callback=self.link.step(self._on_control_exchange_declared),
+        )
+
+    @guarded
+    def _on_control_exchange_declared(self, _frame: Any) -> None:
+        """Step 3: declare the process's queue."""
+        self.link.channel.queue_declare(
+            queue=self.queue_name,
+            exclusive=True,
+            arguments={
+                "x-max-length": self.settings.remote_capacity,
+                "x-overflow": "reject-publish",
+                "x-message-ttl": int(self.settings.expiry * 1000),
+            },
+            callback=self.link.step(self._on_queue_declared),
+        )
+
+    @guarded
+    def _on_queue_declared(self, _frame: Any) -> None:
+        """Step 4: bind the queue to the control exchange."""
+        self.link.channel.queue_bind(
+            self.queue_name, self.settings.control_exchange, callback=self.link.step(self._on_control_bound)
+        )
+
+    @guarded
+    def _on_control_bound(self, _frame: Any) -> None:
+        """Step 5: bind again every group that still has a local member (after a reconnect), then consume."""
+        groups = self._hub.local_groups()
+        self._rebinds_left = len(groups)
+        if not groups:
+            self._start_consuming()
+        for group in groups:
+            self._bind(group, self.link.step(self._on_rebound))
+
+    @guarded
+    def _on_rebound(self, _frame: Any) -> None:
+        self._rebinds_left -= 1
+        if self._rebinds_left == 0:
+            self._start_consuming()
+
+    def _start_consuming(self) -> None:
+        """Step 6: set the prefetch count."""
+        self.link.channel.basic_qos(
+            prefetch_count=self.settings.prefetch_count, callback=self.link.step(self._on_qos_set)
+        )
+
+    @guarded
+    def _on_qos_set(self, _frame: Any) -> None:
+        """Step 7: consume the queue."""
+        self._exclusive_tag = self.link.channel.basic_consume(
+            self.queue_name, self._on_delivery, callback=self.link.step(self._on_consuming)
+        )
+
+    @guarded
+    def _on_consuming(self, _frame: Any) -> None:
+        """Ready; consume again the normal channels that receivers wait on (after a reconnect)."""
+        self._ready()
+        for channel in self._hub.waiting_channels():
+            if not is_process_specific(channel):
+                self.consume_normal(channel)
+
+    # -- LinkOwner: the rest of the life cycle ------------------------------------------------------------------------
+
+    def on_ready(self, requests: list[Request]) -> None:
+        self._hub.released(requests)
+
+    def on_lost(self, reason: str) -> None:
+        self._hub.deliveries_lost()
+
+    def on_stopped(self) -> None:
+        self._hub.stopped()
+
+    def on_blocked(self) -> None:
+        """Never in practice: RabbitMQ blocks connections that publish, and this one never does."""
+
+    # -- calls from the hub -------------------------------------------------------------------------------------------
+
+    def add_member(self, request: GroupAdd, first: bool) -> None:
+        """A `group_add`: bind the group for its first local member; answer once the binding is in effect."""
+        group = request.group
+        if first:
+            requests = self._binds[group] = [request]
+            self.link.inflight.add(Waiting.BIND, request)
+            self._bind(group, lambda _frame: self._on_bound(group, requests))
+        elif group in self._binds:  # its bind is in flight: answer when it is done
+            self._binds[group].append(request)
+            self.link.inflight.add(Waiting.BIND, request)
+        else:
+            request.resolve()
+
+    def _bind(self, group: str, callback: Callable[[Any], None]) -> None:
+        self.link.channel.queue_bind(
+            self.queue_name, self.settings.groups_exchange, routing_key=group, callback=callback
+        )
+
+    @guarded
+    def _on_bound(self, group: str, requests: list[GroupAdd]) -> None:
+        if self._binds.get(group) is requests:
+            del self._binds[group]
+        for request in requests:
+            if self.link.inflight.settle(request):
+                request.resolve()
+
+    def unbind(self, group: str) -> None:
+        self._binds.pop(group, None)  # a later group_add binds anew; the bind in flight still answers its own
+        if self.link.channel_open:
+            self.link.channel.queue_unbind(
+                self.queue_name, self.settings.groups_exchange, routing_key=group, callback=lambda _frame: None
+            )
+
+    def ack(self, tags: list[int]) -> None:
+        if tags and self.link.channel_open:
+            for tag in tags:
+                self.link.channel.basic_ack(tag)
+
+    def purge(self, request: Flush, normal_queues: list[str]) -> None:
+        """flush(): purge the normal-channel queues used and then this process's queue; answer after its PurgeOk.
+
+        RabbitMQ sends a channel's methods in order: every delivery before the last PurgeOk left the queue before the
+        purge, so until then deliveries are dropped (`_on_delivery`).
+        """
+        self._purges_in_flight += 1
+        self.link.inflight.add(Waiting.PURGE, request)
+        for queue in normal_queues:
+            self.link.channel.queue_purge(queue, callback=lambda _frame: None)
+        self.link.channel.queue_purge(self.queue_name, callback=lambda _frame: self._on_purged(request))
+
+    @guarded
+    def _on_purged(self, request: Flush) -> None:
+        if self.link.inflight.settle(request):
+            self._purges_in_flight -= 1
+            request.resolve()
+
+    # -- normal channels: consumed only while a receive() waits --------------------------------------------------------
+    #
+    # A process takes a normal channel's messages only for receivers that wait right now (prefetch 1, acknowledged
+    # when handed over, requeued when nobody waits any more), so competing workers share the queue and nothing
+    # piles up in a process that stopped reading.
+
+    def consume_normal(self, channel: str) -> None:
+        if channel in self._normal_consumers or not self.link.ready or not self._hub.waiting_on(channel):
+            return
+        queue, arguments = self.settings.normal_queue(channel)
+        consumer_channel = self.link.channel
+        consumer_channel.queue_declare(queue, durable=True, arguments=arguments)
+        consumer_channel.basic_qos(prefetch_count=1)  # applies to consumers created from now on
+        self._normal_consumers[channel] = consumer_channel.basic_consume(queue, self._on_delivery)
+
+    def stop_idle_normal_consumers(self) -> None:
+        for channel, consumer in list(self._normal_consumers.items()):
+            if not self._hub.waiting_on(channel):
+                del self._normal_consumers[channel]
+                if self.link.channel_open:
+                    # Deliveries already on their way to this consumer never reach _on_delivery: pika rejects
+                    # (requeues) every delivery for a consumer it has cancelled, so they go back to other workers.
+                    self.link.channel.basic_cancel(consumer)
+
+    # -- deliveries -------------------------------------------------------------------------------------------------
+
+    @guarded
+    def _on_delivery(self, channel: Any, method: pika.spec.Basic.Deliver, _props: Any, body: bytes) -> None:
+        tag: int = method.delivery_tag  # type: ignore[assignment]
+        if self._purges_in_flight:
+            channel.basic_ack(tag)  # sent before a flush's purge: flush() promises it is never delivered
+            return
+        try:
+            recipient, message = decode(body, self.settings.fernet)
+        except MalformedBody as exc:
+            detail = f"a {len(body)}-byte message on queue {self.queue_name} is not ours: {exc}"
+            self._drops.log(DropReason.NOT_OURS, detail)
+            channel.basic_ack(tag)
+            return
+        if recipient.is_group and recipient.name == FLUSH_GROUP:
+            channel.basic_ack(tag)
+            self._hub.flushed_by(message.get("from"))
+            return
+        normal = method.consumer_tag != self._exclusive_tag  # from a normal channel's queue
+        if normal and not self._accept_normal_delivery(channel, method, recipient.name, len(body)):
+            return
+        self._hub.deliver(tag, recipient, message)
+        if normal:
+            self.stop_idle_normal_consumers()
+
+    def _accept_normal_delivery(self, channel: Any, method: pika.spec.Basic.Deliver, recipient: str, size: int) -> bool:
+        """A delivery from a normal channel's queue: True to route it; False when it was dropped or requeued."""
+        tag: int = method.delivery_tag  # type: ignore[assignment]
+        queue_channel = next(
+            (name for name, consumer in self._normal_consumers.items() if consumer == method.consumer_tag), None
+        )
+        if recipient != queue_channel:
+            detail = f"a {size}-byte message for {recipient!r} was in the queue of {queue_channel!r}"
+            self._drops.log(DropReason.WRONG_QUEUE, detail)
+            channel.basic_ack(tag)
+            return False
+        if not self._hub.waiting_on(recipient):
+            channel.basic_nack(tag, requeue=True)  # nobody here waits for it any more: back to the other workers
+            self.stop_idle_normal_consumers()
+            return False
+        return True
+
+
+def _nothing() -> None:
+    pass

@@ -1,0 +1,116 @@
+"""What waits on one connection: the requests answered by an RPC's reply, emptied at once when the connection ends.
+
+Theory of operation
+-------------------
+The idea of aiormq's `FutureStore`: every request that waits for an answer of the broker on a link's current
+connection (a `BindOk`, a `PurgeOk`, a `DeclareOk`, a publisher confirm) is registered in that link's `InFlight`
+when its RPC goes out, and taken out again (`settle`) when the answer comes. Only a request that `settle` returns
+True for may be answered by the RPC's callback. When the connection ends, the link calls `end` once: every request
+still registered is failed with the exception the table below gives, and the reset hooks of the owner's
+per-connection state run (the purge count, the binds in flight, the declared queues...). pika drops the callbacks
+of RPCs pending on a channel that closes without calling them, so without this registry such a caller would wait
+for ever.
+
+What a caller is told, by what it waited for and how the connection ended:
+
+| waiting for                 | connection lost (it reconnects)                    | layer closed   |
+|-----------------------------|----------------------------------------------------|----------------|
+| `BIND` (`group_add`)        | BrokerUnavailable: the membership is kept, re-bound | LayerClosed    |
+| `PURGE` (`flush`)           | BrokerUnavailable: flush() did not finish           | LayerClosed    |
+| `DECLARE` (normal `send`)   | BrokerUnavailable: the message was not sent         | LayerClosed    |
+| `CONFIRM` (`send`, `group_send`) | ConfirmLost: it may or may not be delivered    | LayerClosed    |
+
+`fail_all(exc)` answers everything with one exception (the I/O thread died); `fail(kind, exc)` answers one kind
+(publishes blocked by an alarm for too long). Each request is answered exactly once: whoever takes it out of the
+registry first answers it.
+
+Owned by the I/O thread; no I/O, no locks. Reading `len()` from another thread gives an approximate figure.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+
+from .errors import BrokerUnavailable, ConfirmLost, LayerClosed
+from .requests import Request
+
+
+class Waiting(enum.Enum):
+    """What a registered request waits for."""
+
+    BIND = "its binding was made"
+    PURGE = "the purge finished"
+    DECLARE = "the message was sent"
+    CONFIRM = "RabbitMQ confirmed"
+
+
+class Ending(enum.Enum):
+    """How a connection ended."""
+
+    LOST = "lost"  # the link reconnects on its own
+    CLOSED = "closed"  # close(): the layer is done
+
+
+_AFTER_LOSS: dict[Waiting, tuple[type[BrokerUnavailable], str]] = {
+    Waiting.BIND: (BrokerUnavailable, "the membership is kept and its binding restored on reconnect"),
+    Waiting.PURGE: (BrokerUnavailable, "flush() did not finish: call it again"),
+    Waiting.DECLARE: (BrokerUnavailable, "the message was not sent"),
+    Waiting.CONFIRM: (ConfirmLost, "the message may or may not have been delivered"),
+}
+
+
+def exception_for(kind: Waiting, ending: Ending, reason: str) -> BaseException:
+    """The table of the module's docstring: what a request waiting for `kind` is told when its connection ends."""
+    if ending is Ending.CLOSED:
+        return LayerClosed(f"the channel layer was closed before {kind.value}")
+    error, consequence = _AFTER_LOSS[kind]
+    return error(f"{reason}; {consequence}")
+
+
+class InFlight:
+    """The requests waiting on one link's current connection; see the module's theory of operation."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[int, tuple[Waiting, Request]] = {}  # id(request) -> what it waits for, the request
+        self._resets: list[Callable[[], None]] = []
+
+    def on_end(self, reset: Callable[[], None]) -> None:
+        """Run `reset` whenever a connection of this link ends (before its requests are answered)."""
+        self._resets.append(reset)
+
+    def add(self, kind: Waiting, request: Request) -> None:
+        self._waiting[id(request)] = (kind, request)
+
+    def settle(self, request: Request) -> bool:
+        """Take `request` out; True if it was still registered, and so is the caller's to answer."""
+        return self._waiting.pop(id(request), None) is not None
+
+    def end(self, ending: Ending, reason: str) -> None:
+        """The connection ended: reset the owner's state, then answer every registered request from the table."""
+        waiting, self._waiting = self._waiting, {}
+        for reset in self._resets:
+            reset()
+        for kind, request in waiting.values():
+            request.fail(exception_for(kind, ending, reason))
+
+    def fail(self, kind: Waiting, exc: BaseException) -> None:
+        """Answer every request waiting for `kind` with `exc`."""
+        for key, (waits_for, request) in list(self._waiting.items()):
+            if waits_for is kind:
+                del self._waiting[key]
+                request.fail(exc)
+
+    def fail_all(self, exc: BaseException) -> None:
+        """Answer every registered request with `exc` (the I/O thread is ending), and reset."""
+        waiting, self._waiting = self._waiting, {}
+        for reset in self._resets:
+            reset()
+        for _, request in waiting.values():
+            request.fail(exc)
+
+    def count(self, kind: Waiting) -> int:
+        return sum(1 for waits_for, _ in self._waiting.values() if waits_for is kind)
+
+    def __len__(self) -> int:
+        return len(self._waiting)

@@ -1,0 +1,221 @@
+"""The publisher side of the I/O thread: every send and group_send, with publisher confirms.
+
+Theory of operation
+-------------------
+`PublisherSide` owns the publisher `Link`, a connection of its own so that a resource alarm, which blocks
+connections that publish, stops only publishing. It connects when the I/O thread starts. Its setup, one RPC per
+step, each answer wrapped by `Link.step`:
+
+1. `_setup`: `confirm.select` (publisher confirms; delivery tags restart at 1) -> `_on_confirm_mode`;
+2. `exchange.declare` of the groups exchange -> `_on_exchange_declared`: the link is ready.
+
+Every publish is `mandatory`, so a direct send to a queue that does not exist comes back (`_on_return`) and is
+logged as a drop. A publish waits in `PendingConfirms` and the link's `InFlight` (`Waiting.CONFIRM`) until its ack
+(the caller is told True) or nack (False: a queue at its length limit; `_on_nack` logs the nacks no caller raises
+for). The first publish to a normal channel's queue on a channel waits for that queue's `DeclareOk`
+(`Waiting.DECLARE`): `basic_publish` would overtake a queued `queue_declare`. When the connection ends, the link
+answers whatever is still registered (`inflight` has the table) and this side forgets its declared queues.
+
+While RabbitMQ blocks the connection, new publishes wait in the link's parked requests; publishes already sent fail
+with `ConfirmLost` if the block lasts `connect_timeout`. At close, publishes already handed over may finish first,
+for at most `connect_timeout` (`stop_when_settled`). Everything here runs on the I/O thread, except `backlog()`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import pika.spec
+
+from .config import Settings
+from .errors import ConfirmLost
+from .inflight import Waiting
+from .ledgers import DropLog, PendingConfirms, UnwaitedPublishes
+from .link import STOPPED, STOPPING, Link, guarded
+from .requests import Publish, Request
+from .routing import DropReason
+
+logger = logging.getLogger(__name__)
+
+
+class PublisherHub(Protocol):
+    """What the publisher side tells the I/O thread's hub."""
+
+    def released(self, requests: list[Request]) -> None:
+        """A link became ready (or unblocked): run the requests that waited for it."""
+
+    def stopped(self) -> None:
+        """A link has stopped for good."""
+
+
+class PublisherSide:
+    """The publisher link and its state; see the module's theory of operation."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        ioloop: Any,
+        queue_name: str,
+        hub: PublisherHub,
+        drops: DropLog,
+        unwaited: UnwaitedPublishes,
+    ) -> None:
+        self.settings = settings
+        self._ioloop = ioloop
+        self._hub = hub
+        self._drops = drops
+        self._unwaited = unwaited  # the reply of every publish nobody waits for (wait_for_confirms=False)
+        self.link = Link("publisher", settings, ioloop, f"channels_rabbitmq_threaded {queue_name} publisher", self)
+        self._ready: Callable[[], None] = _nothing
+        self._confirms = PendingConfirms(self.link.inflight, self._on_nack)
+        self._confirm_deadline: Any = None  # timer failing publishes stuck behind a blocked connection
+        self._declared: set[str] = set()  # normal-channel queues declared on the current channel
+        self._declaring: dict[str, list[Publish]] = {}  # queue -> publishes waiting for its DeclareOk
+        self._stopping = False
+        self.link.inflight.on_end(self._reset)
+
+    def _reset(self) -> None:
+        """The connection ended: its confirms and declares are gone (their publishes are answered by `InFlight`)."""
+        self._confirms.reset()
+        self._declared.clear()
+        self._declaring.clear()
+
+    def backlog(self) -> int:
+        """Publishes handed over and not yet confirmed (any thread: lengths read without a lock, approximate)."""
+        return len(self._confirms) + len(self.link.parked)
+
+    # -- LinkOwner: setup, one RPC per step --------------------------------------------------------------------------
+
+    def setup(self, channel: Any, done: Callable[[], None]) -> None:
+        """Step 1: publisher confirms."""
+        self._ready = done
+        channel.add_on_return_callback(self._on_return)
+        channel.confirm_delivery(self._on_confirm, callback=self.link.step(self._on_confirm_mode))
+
+    @guarded
+    def _on_confirm_mode(self, _frame: Any) -> None:
+        """Step 2: declare the groups exchange (group_send to a group nobody joined yet must not fail)."""
+        self._confirms.reset()
+        self.link.channel.exchange_declare(
+            exchange=self.settings.groups_exchange,
+            exchange_type="direct",
+            callback=self.link.step(self._on_exchange_declared),
+        )
+
+    @guarded
+    def _on_exchange_declared(self, _frame: Any) -> None:
+        self._ready()
+
+    # -- LinkOwner: the rest of the life cycle ------------------------------------------------------------------------
+
+    def on_ready(self, requests: list[Request]) -> None:
+        if self._confirm_deadline is not None:
+            self._ioloop.remove_timeout(self._confirm_deadline)
+            self._confirm_deadline = None
+        self._hub.released(requests)
+
+    def on_lost(self, reason: str) -> None:
+        pass  # the link's InFlight answered the publishes; `_reset` forgot the rest
+
+    def on_stopped(self) -> None:
+        self._hub.stopped()
+
+    def on_blocked(self) -> None:
+        """RabbitMQ blocks publishing (resource alarm): publishes already sent get no confirm until it ends."""
+        if self._confirms and self._confirm_deadline is None:
+            self._confirm_deadline = self._ioloop.call_later(self.settings.connect_timeout, self._on_confirm_deadline)
+
+    @guarded
+    def _on_confirm_deadline(self) -> None:
+        self._confirm_deadline = None
+        if self.link.blocked:
+            self.link.inflight.fail(
+                Waiting.CONFIRM,
+                ConfirmLost(
+                    f"RabbitMQ has blocked publishing for {self.settings.connect_timeout:g}s "
+                    f"({self.link.blocked}); the message may or may not be delivered once the alarm clears"
+                ),
+            )
+
+    # -- publishing ---------------------------------------------------------------------------------------------------
+
+    def publish(self, request: Publish) -> None:
+        if request.declare is not None and request.declare[0] not in self._declared:
+            # basic_publish would overtake a queued queue_declare: wait for DeclareOk (once per queue and channel)
+            queue, arguments = request.declare
+            if queue not in self._declaring:
+                self._declaring[queue] = []
+                self.link.channel.queue_declare(
+                    queue, durable=True, arguments=arguments, callback=lambda _frame: self._on_declared(queue)
+                )
+            self._declaring[queue].append(request)
+            self.link.inflight.add(Waiting.DECLARE, request)
+            return
+        self.link.channel.basic_publish(
+            request.exchange, request.routing_key, request.body, mandatory=request.mandatory
+        )
+        self._confirms.add(request)
+
+    @guarded
+    def _on_declared(self, queue: str) -> None:
+        self._declared.add(queue)
+        for request in self._declaring.pop(queue, []):
+            if self.link.inflight.settle(request):
+                self.publish(request)
+
+    @guarded
+    def _on_confirm(self, frame: Any) -> None:
+        method = frame.method
+        self._confirms.settle(method.delivery_tag, method.multiple, isinstance(method, pika.spec.Basic.Ack))
+        if self._stopping:
+            self._stop_if_settled()
+
+    def _on_nack(self, publish: Publish) -> None:
+        """RabbitMQ refused a publish (a queue at its x-max-length): log the copies no caller hears about."""
+        if publish.exchange == self.settings.groups_exchange:  # group_send never raises ChannelFull
+            self._drops.log(
+                DropReason.GROUP_COPY_REFUSED,
+                f"group_send to {publish.routing_key!r}: a member process's queue is full (remote_capacity); "
+                "its copy was dropped",
+            )
+        elif publish.reply is self._unwaited:  # no caller waits, so no ChannelFull
+            self._drops.log(DropReason.NACKED, f"{DropReason.NACKED.text} ({publish.routing_key!r})")
+
+    @guarded
+    def _on_return(self, _channel: Any, method: Any, _props: Any, body: bytes) -> None:
+        if method.exchange:  # a group_send that no process is subscribed to: normal for an empty group
+            logger.debug(
+                "group_send to %r reached no process (%s); %d bytes dropped",
+                method.routing_key,
+                method.reply_text,
+                len(body),
+            )
+            return
+        self._drops.log(
+            DropReason.UNROUTABLE,
+            f"RabbitMQ has no queue {method.routing_key!r} ({method.reply_code} {method.reply_text}) for a "
+            f"{len(body)}-byte message; the process that owned that channel is gone",
+        )
+
+    # -- the end ------------------------------------------------------------------------------------------------------
+
+    def stop_when_settled(self) -> None:
+        """close(): stop once the publishes handed over are answered, or after `connect_timeout` at the latest."""
+        self._stopping = True
+        self._ioloop.call_later(self.settings.connect_timeout, self._stop_now)
+        self._stop_if_settled()
+
+    def _stop_if_settled(self) -> None:
+        if not (len(self.link.inflight) or self.link.parked):
+            self._stop_now()
+
+    @guarded
+    def _stop_now(self) -> None:
+        if self.link.state not in (STOPPING, STOPPED):
+            self.link.stop()
+
+
+def _nothing() -> None:
+    pass

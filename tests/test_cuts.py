@@ -1,0 +1,76 @@
+"""A connection cut while a request waits for the broker's answer: the caller is answered, and the layer works after.
+
+Each test starts a call that waits on an RPC (flush's purge, group_add's bind, the declare of a normal channel's
+queue) and cuts that link's TCP stream on the I/O thread right after the RPC went out, before its answer can come
+back. pika drops the callbacks of RPCs pending on a channel that closes; the link's in-flight registry must answer
+the caller instead, and reset what the side kept for that connection (before issue 11, a cut flush() hung for ever
+and the process then dropped every delivery).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import pytest
+from pika.exceptions import StreamLostError
+
+from channels_rabbitmq_threaded import BrokerUnavailable, RabbitmqChannelLayer, RabbitmqLayerError
+
+from .conftest import TEST_EXCHANGE
+
+
+def cut(layer: RabbitmqChannelLayer, role: str) -> None:
+    """Cut one link's stream on the I/O thread, as a network fault would (the broker sees the socket close)."""
+    io_thread = layer._io_thread
+    link = getattr(io_thread, f"_{role}").link
+
+    def terminate() -> None:
+        link.connection._terminate_stream(StreamLostError("test: the stream was cut"))
+
+    io_thread._ioloop.add_callback_threadsafe(terminate)
+
+
+async def answered_despite_a_cut(layer: RabbitmqChannelLayer, role: str, call: Awaitable[object]) -> None:
+    task = asyncio.ensure_future(call)
+    await asyncio.sleep(0)  # the call has submitted its request: the I/O thread sends the RPC on its next pass
+    cut(layer, role)  # queued behind that pass: the stream goes before the answer can arrive
+    with pytest.raises(BrokerUnavailable):
+        await asyncio.wait_for(task, 15)
+
+
+async def delivers_again(layer: RabbitmqChannelLayer, channel: str) -> None:
+    """Probe until the consumer is back (probes sent while its queue is gone are returned and dropped)."""
+    waiting = asyncio.ensure_future(layer.receive(channel))
+    for _ in range(150):  # at most 30 s
+        with contextlib.suppress(RabbitmqLayerError):
+            await layer.send(channel, {"type": "probe"})
+        done, _ = await asyncio.wait({waiting}, timeout=0.2)
+        if done:
+            assert waiting.result() == {"type": "probe"}
+            return
+    waiting.cancel()
+    raise AssertionError("the layer delivered nothing after the cut")
+
+
+Call = Callable[[RabbitmqChannelLayer, str], Awaitable[object]]
+CALLS: dict[str, tuple[str, Call]] = {
+    "flush": ("consumer", lambda layer, channel: layer.flush()),
+    "group_add": ("consumer", lambda layer, channel: layer.group_add("cut-group", channel)),
+    "normal-queue declare": ("publisher", lambda layer, channel: layer.send("jobs.cut", {"type": "job"})),
+}
+
+
+@pytest.mark.parametrize("name", list(CALLS))
+async def test_a_cut_while_a_request_waits_for_its_rpc(make_layer, name: str) -> None:
+    layer = make_layer(normal_channel_prefix=f"{TEST_EXCHANGE}.")
+    channel = await layer.new_channel()
+    await layer.send(channel, {"type": "warm up the publisher"})
+    assert await layer.receive(channel) == {"type": "warm up the publisher"}
+    role, call = CALLS[name]
+    await answered_despite_a_cut(layer, role, call(layer, channel))
+    await delivers_again(layer, channel)
+    if name == "group_add":  # the membership was kept and bound again on reconnect
+        await layer.group_send("cut-group", {"type": "to the group"})
+        assert await asyncio.wait_for(layer.receive(channel), 10) == {"type": "to the group"}
