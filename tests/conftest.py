@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shlex
 import shutil
 import ssl
 import subprocess
@@ -18,6 +19,8 @@ from channels_rabbitmq_threaded import RabbitmqChannelLayer
 from .private_node import PrivateNode, free_port
 
 HOST = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+# rabbitmqctl for the broker at HOST: the machine's, or the one `python -m tests.rabbitmq4` started.
+BROKER_CTL = shlex.split(os.environ.get("RABBITMQCTL", "rabbitmqctl"))
 ROOT = Path(__file__).resolve().parent.parent
 # Each test session uses its own groups exchange on the shared broker, so that two sessions running at once (tox in
 # parallel, two developers) never receive each other's group messages. Removed at the end of the session.

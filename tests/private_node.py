@@ -2,6 +2,11 @@
 
 It runs the real scripts from /usr/lib/rabbitmq/bin as the current user, with its own node name, ports, data, logs,
 config file, plugins file and HOME (for its Erlang cookie), so the machine's broker on 5672 is never touched.
+
+With `root`, the node runs another RabbitMQ version from a private root file system (`tests/rabbitmq4.py` builds
+one with RabbitMQ 4.0): its programs run under `chroot`, the server in a mount namespace of its own with its own
+/proc (RabbitMQ reads its memory use there), and `base` must lie inside the root. It shares the network, and so
+the machine's epmd, with the host.
 """
 
 from __future__ import annotations
@@ -25,9 +30,10 @@ def free_port() -> int:
 
 
 class PrivateNode:
-    def __init__(self, base: Path, name: str, config: str, home: Path | None = None) -> None:
+    def __init__(self, base: Path, name: str, config: str, home: Path | None = None, root: Path | None = None) -> None:
         """`home` holds the Erlang cookie; nodes of one cluster must share it (default: a new one under `base`)."""
         self.base = base
+        self.root = root
         self.nodename = f"{name}@localhost"
         base.mkdir(parents=True, exist_ok=True)
         home = home or base / "home"
@@ -40,24 +46,41 @@ class PrivateNode:
         (base / "enabled_plugins").write_text("[].\n")
         self.env = {
             **os.environ,
-            "HOME": str(home),
+            "HOME": self._seen_inside(home),
             "RABBITMQ_NODENAME": self.nodename,
             "RABBITMQ_NODE_PORT": str(free_port()),
             "RABBITMQ_DIST_PORT": str(free_port()),
-            "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq"),
-            "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
-            "RABBITMQ_LOG_BASE": str(base / "log"),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
-            "RABBITMQ_PID_FILE": str(base / "node.pid"),
+            "RABBITMQ_CONFIG_FILE": self._seen_inside(base / "rabbitmq"),
+            "RABBITMQ_MNESIA_BASE": self._seen_inside(base / "mnesia"),
+            "RABBITMQ_LOG_BASE": self._seen_inside(base / "log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": self._seen_inside(base / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": self._seen_inside(base / "node.pid"),
         }
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0  # the listener the tests connect to, set by the fixture that writes the config
 
+    def _seen_inside(self, path: Path) -> str:
+        """`path` as the node's programs see it (inside its root, if it has one)."""
+        return str(path if self.root is None else Path("/") / path.relative_to(self.root))
+
+    def command(self, program: str, *args: str) -> list[str]:
+        """The command line that runs one of RabbitMQ's programs for this node (in its root, if it has one)."""
+        if self.root is None:
+            return [str(RABBITMQ_BIN / program), *args]
+        return ["chroot", str(self.root), str(RABBITMQ_BIN / program), *args]
+
+    def ctl_command(self) -> list[str]:
+        """`rabbitmqctl` aimed at this node, with the environment it needs on the command line."""
+        return ["env", f"HOME={self.env['HOME']}", *self.command("rabbitmqctl", "-n", self.nodename)]
+
     def start(self, timeout: float = 90) -> None:
         log = open(self.base / "server.out", "ab")  # noqa: SIM115 - kept open for the node's life
-        self.process = subprocess.Popen(
-            [str(RABBITMQ_BIN / "rabbitmq-server")], env=self.env, cwd=self.base, stdout=log, stderr=subprocess.STDOUT
-        )
+        command = self.command("rabbitmq-server")
+        if self.root is not None:  # its own /proc, in a mount namespace that ends with the server
+            proc = self.root / "proc"
+            command = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                       f'mount -t proc proc "{proc}" && exec "$@"', "sh", *command]  # fmt: skip
+        self.process = subprocess.Popen(command, env=self.env, cwd=self.base, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while True:  # await_startup fails at once until the node has registered with epmd
             try:
@@ -75,7 +98,7 @@ class PrivateNode:
 
     def ctl(self, *args: str, timeout: float = 60) -> str:
         result = subprocess.run(
-            [str(RABBITMQ_BIN / "rabbitmqctl"), "-n", self.nodename, *args],
+            self.command("rabbitmqctl", "-n", self.nodename, *args),
             env=self.env,
             capture_output=True,
             text=True,

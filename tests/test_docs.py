@@ -33,6 +33,7 @@ def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow  # a Sphinx build and a browser; Playwright's in-process loop also disturbs test_loops' 3.10 count
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("page", ["configuration", "quickstart"])
 def test_the_page_has_no_horizontal_scroll_at_1200_px(built_site: Path, page: str) -> None:

@@ -14,7 +14,7 @@ import pika
 import pytest
 from asgiref.sync import async_to_sync
 
-from .conftest import HOST, ROOT, TEST_EXCHANGE
+from .conftest import BROKER_CTL, HOST, ROOT, TEST_EXCHANGE
 
 RUNS = 20  # per script
 
@@ -22,7 +22,7 @@ RUNS = 20  # per script
 def connections_of(queue_name: str) -> list[str]:
     """The client-given names of the broker's connections that belong to the layer with this queue."""
     listing = subprocess.run(
-        ["rabbitmqctl", "-q", "list_connections", "client_properties"],
+        [*BROKER_CTL, "-q", "list_connections", "client_properties"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -117,7 +117,7 @@ def _wait_until(ready, site: Site, what: str, timeout: float = 90) -> None:
 
 
 class Stopped(BaseException):
-    """SIGTERM or SIGHUP arrived: unwind to the `finally` that stops the site (as Ctrl-C's KeyboardInterrupt does)."""
+    """SIGINT, SIGTERM or SIGHUP arrived: unwind to the `finally` that stops the site."""
 
 
 def _stop_on_signal(signum: int, _frame: object) -> None:
@@ -130,7 +130,9 @@ def main() -> None:
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--ws-port", type=int, default=8001)
     args = parser.parse_args()
-    for signum in (signal.SIGTERM, signal.SIGHUP):  # before start_site: a signal during start-up stops it too
+    # Before start_site, so that a signal during start-up stops it too. SIGINT as well: a process started in the
+    # background of a non-interactive shell inherits SIGINT ignored, and Ctrl-C must still stop the site.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _stop_on_signal)
     try:
         site = start_site(args.amqp, args.http_port, args.ws_port)  # stops what it started if interrupted

@@ -1,0 +1,102 @@
+"""RabbitMQ 4.0 for the tests: a private root built from Debian 13's packages, and a node started from it.
+
+    python -m tests.rabbitmq4 pytest -m "broker and not node and not slow"
+
+builds, once, a root file system with Debian 13's `rabbitmq-server` (4.0) and Erlang 27 (`mmdebstrap`, from the
+Debian mirror the machine's apt uses by default), cached under ``~/.cache/channels_rabbitmq_threaded/``; starts a
+private node from it on free ports (`private_node.PrivateNode` with a root: chroot, its own /proc, the host's
+network); runs the command with ``AMQP_URL`` and ``RABBITMQCTL`` aimed at that node; stops the node; and exits with
+the command's status. When the root cannot be built or the node does not start, it says why and exits with
+status 3: it never skips. Needs root (chroot, a mount namespace), as CI has.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .private_node import PrivateNode, free_port
+
+SUITE = "trixie"  # Debian 13: rabbitmq-server 4.0.5, Erlang 27
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "channels_rabbitmq_threaded"
+ROOT = CACHE / f"rabbitmq-{SUITE}-root"
+BUILT = ROOT / ".built"  # written last: a root without it is incomplete and is built again
+
+
+class Unavailable(Exception):
+    """RabbitMQ 4.0 cannot be had on this machine; the message says why and what to do."""
+
+
+def rabbitmq_version(root: Path) -> str:
+    result = subprocess.run(
+        ["chroot", str(root), "dpkg-query", "-W", "-f", "${Version}", "rabbitmq-server"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.stdout.strip()
+
+
+def build_root() -> Path:
+    """The cached root, built with mmdebstrap if it is missing or incomplete."""
+    if BUILT.exists():
+        return ROOT
+    if shutil.which("mmdebstrap") is None:
+        raise Unavailable("mmdebstrap is not installed: apt-get install mmdebstrap (.ci/run does)")
+    building = CACHE / f"building-{os.getpid()}"
+    shutil.rmtree(building, ignore_errors=True)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    print(f"rabbitmq4: building a Debian {SUITE} root with rabbitmq-server in {ROOT} (once)", file=sys.stderr)
+    command = ["mmdebstrap", "--variant=apt", "--include=rabbitmq-server", SUITE, str(building)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        shutil.rmtree(building, ignore_errors=True)
+        raise Unavailable(f"mmdebstrap failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    version = rabbitmq_version(building)
+    if not version.startswith("4."):
+        raise Unavailable(f"the root holds rabbitmq-server {version!r}, not 4.x")
+    (building / BUILT.name).write_text(version + "\n")
+    shutil.rmtree(ROOT, ignore_errors=True)
+    building.rename(ROOT)
+    return ROOT
+
+
+def start_node(root: Path) -> PrivateNode:
+    port = free_port()
+    name = f"crt_r4_{os.getpid()}_{secrets.token_hex(3)}"
+    node = PrivateNode(root / "tmp" / name, name, f"listeners.tcp.default = {port}\n", root=root)
+    node.port = port
+    node.start()
+    return node
+
+
+def main(command: list[str]) -> int:
+    if not command:
+        print(__doc__, file=sys.stderr)
+        return 2
+    try:
+        root = build_root()
+        node = start_node(root)
+    except (Unavailable, RuntimeError, OSError) as exc:
+        print(f"rabbitmq4: NO RABBITMQ 4.0 NODE: {exc}", file=sys.stderr)
+        return 3
+    print(f"rabbitmq4: RabbitMQ {BUILT.read_text().strip()} as {node.nodename} on port {node.port}", file=sys.stderr)
+    environment = {
+        **os.environ,
+        "AMQP_URL": f"amqp://guest:guest@127.0.0.1:{node.port}/%2F",
+        "RABBITMQCTL": shlex.join(node.ctl_command()),
+    }
+    try:
+        return subprocess.run(command, env=environment, check=False).returncode
+    finally:
+        node.stop()
+        shutil.rmtree(node.base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
