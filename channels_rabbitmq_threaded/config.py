@@ -29,7 +29,10 @@ DEFAULT_HOST = "amqp://guest:guest@127.0.0.1:5672/%2F"
 _EXCHANGE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,247}\Z")
 
 
-RABBITMQ_MAX_MESSAGE_SIZE = 128 * 1024 * 1024  # RabbitMQ's default `max_message_size` (3.8 and later)
+# RabbitMQ 4.0's default `max_message_size` (3.8-3.13: 128 MiB). A bigger message passes a 3.x broker but makes a
+# stock 4.x broker close the channel, so the layer refuses it up front unless both sides are raised together.
+RABBITMQ_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+NORMAL_QUEUE_TYPES = ("classic", "quorum")
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class Settings:
     fernet: Any  # a cryptography MultiFernet built from symmetric_encryption_keys, or None
     normal_channel_prefix: str
     wait_for_confirms: bool  # False: send/group_send return once handed to the I/O thread (no ChannelFull)
+    normal_queue_type: str  # "classic" or "quorum": the x-queue-type of normal channels' queues
 
     @classmethod
     def from_options(
@@ -74,6 +78,7 @@ class Settings:
         symmetric_encryption_keys: list[str | bytes] | None = None,
         normal_channel_prefix: str = "channels.",
         wait_for_confirms: bool = True,
+        normal_queue_type: str = "classic",
         **unknown: Any,
     ) -> Settings:
         if unknown:
@@ -101,6 +106,7 @@ class Settings:
             fernet=_multi_fernet(symmetric_encryption_keys),
             normal_channel_prefix=_check_prefix(normal_channel_prefix),
             wait_for_confirms=_check_bool("wait_for_confirms", wait_for_confirms),
+            normal_queue_type=_check_queue_type(normal_queue_type),
         )
         return settings
 
@@ -128,11 +134,14 @@ class Settings:
     def normal_queue(self, channel: str) -> tuple[str, dict[str, Any]]:
         """The queue of a normal channel (no "!"), and the arguments every process must declare it with.
 
-        Durable (RabbitMQ 4.3 rejects transient queues that are not exclusive), bounded by the channel's capacity
-        (`reject-publish`: a full queue nacks, so send() raises ChannelFull), messages expire after `expiry`, and
-        a queue nobody consumes or declares for `group_expiry` seconds is deleted.
+        Durable (RabbitMQ 4.3 rejects transient queues that are not exclusive), of the type it says
+        (`normal_queue_type`: a vhost whose default queue type is quorum would otherwise turn it into a quorum queue),
+        bounded by the channel's capacity (`reject-publish`, which classic and quorum queues both support: a full
+        queue nacks, so send() raises ChannelFull), messages expire after `expiry`, and a queue nobody consumes or
+        declares for `group_expiry` seconds is deleted.
         """
         return f"{self.normal_channel_prefix}{channel}", {
+            "x-queue-type": self.normal_queue_type,
             "x-max-length": self.capacity_of(channel),
             "x-overflow": "reject-publish",
             "x-message-ttl": int(self.expiry * 1000),
@@ -262,6 +271,14 @@ def _compile_capacities(
             raise TypeError(f"channel_capacity keys must be glob strings or compiled regexes, not {pattern!r}")
         compiled.append((pattern, _positive_int(f"channel_capacity[{pattern.pattern!r}]", value)))
     return tuple(compiled)
+
+
+def _check_queue_type(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"normal_queue_type must be a str, not {type(value).__name__}")
+    if value not in NORMAL_QUEUE_TYPES:
+        raise ValueError(f"normal_queue_type must be one of {', '.join(NORMAL_QUEUE_TYPES)}, not {value!r}")
+    return value
 
 
 def _check_bool(option: str, value: object) -> bool:

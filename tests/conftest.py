@@ -36,6 +36,7 @@ TEST_NORMAL_CHANNELS = (
     "jobs.churn",
     "jobs.runworker",
     "jobs.cut",
+    "jobs.quorum",
 )
 
 

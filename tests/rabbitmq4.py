@@ -2,12 +2,13 @@
 
     python -m tests.rabbitmq4 pytest -m "broker and not node and not slow"
 
-builds, once, a root file system with Debian 13's `rabbitmq-server` (4.0) and Erlang 27 (`mmdebstrap`, from the
-Debian mirror the machine's apt uses by default), cached under ``~/.cache/channels_rabbitmq_threaded/``; starts a
-private node from it on free ports (`private_node.PrivateNode` with a root: chroot, its own /proc, the host's
-network); runs the command with ``AMQP_URL`` and ``RABBITMQCTL`` aimed at that node; stops the node; and exits with
-the command's status. When the root cannot be built or the node does not start, it says why and exits with
-status 3: it never skips. Needs root (chroot, a mount namespace), as CI has.
+builds, once, a root file system with Debian 13's `rabbitmq-server` (4.0) and Erlang 27 (`mmdebstrap`, from
+Debian's archive, mmdebstrap's default for the suite), cached under ``~/.cache/channels_rabbitmq_threaded/``;
+starts a private node from it on free ports (`private_node.PrivateNode` with a root: chroot, its own /proc, the
+host's network) that refuses what RabbitMQ 4.3 refuses by default (transient non-exclusive queues, global QoS);
+runs the command with ``AMQP_URL`` and ``RABBITMQCTL`` aimed at that node; stops the node; and exits with the
+command's status. When the root cannot be built or the node does not start, it says why and exits with status 3:
+it never skips. Needs root (chroot, a mount namespace), as CI has.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ SUITE = "trixie"  # Debian 13: rabbitmq-server 4.0.5, Erlang 27
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "channels_rabbitmq_threaded"
 ROOT = CACHE / f"rabbitmq-{SUITE}-root"
 BUILT = ROOT / ".built"  # written last: a root without it is incomplete and is built again
+# What RabbitMQ 4.3 refuses by default, refused here too, so that the suite proves the layer uses none of it.
+REFUSE_AS_4_3 = """deprecated_features.permit.transient_nonexcl_queues = false
+deprecated_features.permit.global_qos = false
+"""
 
 
 class Unavailable(Exception):
@@ -69,7 +74,7 @@ def build_root() -> Path:
 def start_node(root: Path) -> PrivateNode:
     port = free_port()
     name = f"crt_r4_{os.getpid()}_{secrets.token_hex(3)}"
-    node = PrivateNode(root / "tmp" / name, name, f"listeners.tcp.default = {port}\n", root=root)
+    node = PrivateNode(root / "tmp" / name, name, f"listeners.tcp.default = {port}\n{REFUSE_AS_4_3}", root=root)
     node.port = port
     node.start()
     return node
@@ -90,6 +95,7 @@ def main(command: list[str]) -> int:
         **os.environ,
         "AMQP_URL": f"amqp://guest:guest@127.0.0.1:{node.port}/%2F",
         "RABBITMQCTL": shlex.join(node.ctl_command()),
+        "RABBITMQ_4_REFUSES": "transient_nonexcl_queues",  # tests/test_rabbitmq4.py checks the node
     }
     try:
         return subprocess.run(command, env=environment, check=False).returncode

@@ -19,6 +19,8 @@ def test_defaults() -> None:
     assert (settings.local_capacity, settings.remote_capacity, settings.prefetch_count) == (100, 100, 10)
     assert settings.groups_exchange == "groups" and settings.group_expiry == 86400
     assert settings.connect_timeout == 10
+    assert settings.max_message_size == 16 * 1024 * 1024  # RabbitMQ 4.0's own default: no bigger message by default
+    assert settings.normal_queue("jobs")[1]["x-queue-type"] == "classic"  # said, whatever the vhost's default
 
 
 def test_local_expiry_defaults_to_expiry() -> None:
@@ -61,6 +63,8 @@ def test_unknown_options_are_named() -> None:
         ({"channel_capacity": {5: 1}}, TypeError, "glob strings or compiled regexes"),
         ({"channel_capacity": {"a*": 0}}, ValueError, "channel_capacity"),
         ({"heartbeat": -1}, ValueError, "heartbeat must be at least 0"),
+        ({"normal_queue_type": "stream"}, ValueError, "normal_queue_type must be one of classic, quorum"),
+        ({"normal_queue_type": None}, TypeError, "normal_queue_type must be a str"),
     ],
 )
 def test_bad_options(options: dict, error: type[Exception], text: str) -> None:

@@ -118,3 +118,18 @@ async def test_jobs_in_flight_to_a_cancelled_consumer_go_back_to_the_queue(make_
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
     assert sorted(got) == list(range(JOBS))
+
+
+async def test_a_quorum_normal_channel_keeps_the_semantics(make_layer) -> None:
+    quorum = {**NORMAL, "normal_queue_type": "quorum", "channel_capacity": {"jobs.quorum": 3}}
+    sender, worker = make_layer(**quorum), make_layer(**quorum)
+    accepted = 0
+    with pytest.raises(ChannelFull):  # reject-publish: a quorum queue admits one message past its limit, then nacks
+        for n in range(10):
+            await sender.send("jobs.quorum", {"type": "job", "n": n})  # declared as a quorum queue before the first
+            accepted += 1
+    assert accepted == 4
+    received = [(await asyncio.wait_for(worker.receive("jobs.quorum"), 10))["n"] for _ in range(accepted)]
+    assert sorted(received) == list(range(accepted))  # each once; order is best effort on normal channels
+    arguments = make_layer(**quorum).settings.normal_queue("jobs.quorum")[1]
+    assert arguments["x-queue-type"] == "quorum"
