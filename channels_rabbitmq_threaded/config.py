@@ -57,6 +57,7 @@ class Settings:
     normal_channel_prefix: str
     wait_for_confirms: bool  # False: send/group_send return once handed to the I/O thread (no ChannelFull)
     normal_queue_type: str  # "classic" or "quorum": the x-queue-type of normal channels' queues
+    group_unbind_delay: float  # seconds a binding outlives its group's last local member (0: unbind at once)
 
     @classmethod
     def from_options(
@@ -79,6 +80,7 @@ class Settings:
         normal_channel_prefix: str = "channels.",
         wait_for_confirms: bool = True,
         normal_queue_type: str = "classic",
+        group_unbind_delay: float = 5.0,
         **unknown: Any,
     ) -> Settings:
         if unknown:
@@ -107,6 +109,7 @@ class Settings:
             normal_channel_prefix=_check_prefix(normal_channel_prefix),
             wait_for_confirms=_check_bool("wait_for_confirms", wait_for_confirms),
             normal_queue_type=_check_queue_type(normal_queue_type),
+            group_unbind_delay=_seconds_at_least_zero("group_unbind_delay", group_unbind_delay),
         )
         return settings
 
@@ -297,6 +300,14 @@ def _int_at_least(option: str, value: object, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{option} must be at least {minimum}, not {value}")
     return value
+
+
+def _seconds_at_least_zero(option: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{option} must be a number of seconds, not {type(value).__name__}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{option} must be a number of seconds >= 0, not {value}")
+    return float(value)
 
 
 def _positive_seconds(option: str, value: object) -> float:

@@ -18,6 +18,12 @@ declares a queue. Its setup, one RPC per step, each answer wrapped by `Link.step
 
 Groups are bound before consuming starts, so after a reconnect the first delivery implies the bindings are back.
 
+A binding outlives its group's last local member for `group_unbind_delay` seconds (`DelayedUnbinds`): a websocket
+that reconnects to the same process, or a member that leaves and joins again, costs no broker operation. A group
+message that arrives meanwhile finds no local member and is acknowledged and dropped, as it would be unbound. At
+`close()` the side unbinds every group before the connection, and with it the queue, goes (`stop_after_unbinding`),
+so the broker never deletes a queue that holds thousands of bindings at once.
+
 Requests that wait for an RPC register in the link's `InFlight`: a `group_add` for its `BindOk` (`Waiting.BIND`),
 a `flush` for its `PurgeOk` (`Waiting.PURGE`). When the connection ends the link answers them from the registry's
 table and runs this side's reset hooks (binds in flight, the purge count, the normal-channel consumers).
@@ -29,6 +35,8 @@ hub (`io_thread.IOThread`), which owns the routing state. Everything here runs o
 from __future__ import annotations
 
 import logging
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -88,6 +96,8 @@ class ConsumerSide:
         self._purges_in_flight = 0  # while > 0, deliveries were sent before a flush's purge: drop them
         self._normal_consumers: dict[str, str] = {}  # normal channel -> consumer tag, while someone waits on it
         self._exclusive_tag = ""  # the consumer tag of this process's own queue
+        self._delayed = DelayedUnbinds(ioloop, settings.group_unbind_delay, self.unbind)
+        self._closing = False  # close() is unbinding before it stops the link
         self.link.inflight.on_end(self._reset)
 
     def _reset(self) -> None:
@@ -95,6 +105,7 @@ class ConsumerSide:
         self._binds.clear()
         self._purges_in_flight = 0
         self._normal_consumers.clear()
+        self._delayed.clear()  # bindings die with the exclusive queue; only groups with members are bound again
 
     # -- LinkOwner: setup, one RPC per step --------------------------------------------------------------------------
 
@@ -181,6 +192,8 @@ class ConsumerSide:
 
     def on_lost(self, reason: str) -> None:
         self._hub.deliveries_lost()
+        if self._closing:  # lost while unbinding at close(): the unbinds went with the queue; stop here
+            self.link.stop()
 
     def on_stopped(self) -> None:
         self._hub.stopped()
@@ -193,6 +206,8 @@ class ConsumerSide:
     def add_member(self, request: GroupAdd, first: bool) -> None:
         """A `group_add`: bind the group for its first local member; answer once the binding is in effect."""
         group = request.group
+        if first and self._delayed.reclaim(group):  # its binding is still there: no broker operation
+            first = False
         if first:
             requests = self._binds[group] = [request]
             self.link.inflight.add(Waiting.BIND, request)
@@ -216,7 +231,34 @@ class ConsumerSide:
             if self.link.inflight.settle(request):
                 request.resolve()
 
+    def release(self, group: str) -> None:
+        """The group's last local member left: unbind it after `group_unbind_delay`, unless a member joins again."""
+        self._delayed.release(group)
+
+    def stop_after_unbinding(self, groups: list[str]) -> None:
+        """close(): unbind every group (those with members and those waiting for their delay), then stop the link.
+
+        The unbinds go out one after another on the channel; the last `UnbindOk` stops the link, so the queue is
+        deleted (with the connection) once it holds no binding. The I/O thread's stop timer bounds the wait.
+        """
+        groups = sorted({*groups, *self._delayed.pending()})
+        self._delayed.clear()
+        self._closing = True
+        if not groups or not self.link.channel_open:
+            self.link.stop()
+            return
+        for group in groups[:-1]:
+            self.unbind(group)
+        self.link.channel.queue_unbind(
+            self.queue_name, self.settings.groups_exchange, routing_key=groups[-1], callback=self._on_unbound_all
+        )
+
+    @guarded
+    def _on_unbound_all(self, _frame: Any) -> None:
+        self.link.stop()
+
     def unbind(self, group: str) -> None:
+        self._delayed.forget(group)
         self._binds.pop(group, None)  # a later group_add binds anew; the bind in flight still answers its own
         if self.link.channel_open:
             self.link.channel.queue_unbind(
@@ -312,6 +354,61 @@ class ConsumerSide:
             self.stop_idle_normal_consumers()
             return False
         return True
+
+
+class DelayedUnbinds:
+    """Groups whose last local member left, each unbound `delay` seconds later unless a member joins again first.
+
+    One pika timer serves them all: the delay is the same for every group, so release order is due order.
+    Owned by the I/O thread.
+    """
+
+    def __init__(self, ioloop: Any, delay: float, unbind: Callable[[str], None]) -> None:
+        self._ioloop = ioloop
+        self._delay = delay
+        self._unbind = unbind
+        self._due: dict[str, float] = {}  # group -> when it is unbound
+        self._order: deque[tuple[float, str]] = deque()  # (due, group), oldest first; may hold reclaimed groups
+        self._timer: Any = None
+
+    def release(self, group: str) -> None:
+        if self._delay <= 0:
+            self._unbind(group)
+            return
+        due = time.monotonic() + self._delay
+        self._due[group] = due
+        self._order.append((due, group))
+        if self._timer is None:
+            self._timer = self._ioloop.call_later(self._delay, self._on_due)
+
+    def reclaim(self, group: str) -> bool:
+        """A member joins again: keep the binding. True if the group was waiting for its unbind."""
+        return self._due.pop(group, None) is not None
+
+    def forget(self, group: str) -> None:
+        self._due.pop(group, None)
+
+    def pending(self) -> list[str]:
+        return list(self._due)
+
+    def clear(self) -> None:
+        self._due.clear()
+        self._order.clear()
+        if self._timer is not None:
+            self._ioloop.remove_timeout(self._timer)
+            self._timer = None
+
+    @guarded
+    def _on_due(self) -> None:
+        self._timer = None
+        now = time.monotonic()
+        while self._order and self._order[0][0] <= now:
+            due, group = self._order.popleft()
+            if self._due.get(group) == due:  # not reclaimed, nor released again later
+                del self._due[group]
+                self._unbind(group)
+        if self._order:
+            self._timer = self._ioloop.call_later(self._order[0][0] - now, self._on_due)
 
 
 def _nothing() -> None:

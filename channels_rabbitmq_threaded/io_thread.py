@@ -267,7 +267,7 @@ class IOThread:
 
     def _group_discard(self, request: GroupDiscard) -> None:
         if self._routing.discard_member(request.group, request.channel):
-            self._consumer.unbind(request.group)
+            self._consumer.release(request.group)
         request.resolve()
 
     def _flush(self, request: Flush) -> None:
@@ -309,6 +309,7 @@ class IOThread:
             return
         self._stopping = True
         self._stop_request = request
+        bound = self._routing.membership.groups()
         waiters, dropped = self._routing.close()
         for waiter in waiters:
             waiter.fail(StopConsumer())
@@ -319,7 +320,7 @@ class IOThread:
                 extra={"event": "closed_with_messages", "count": dropped},
             )
         self._ioloop.call_later(self.settings.connect_timeout + STOP_TIMEOUT, self._ioloop.stop)
-        self._consumer.link.stop()
+        self._consumer.stop_after_unbinding(bound)
         # Publishes already handed over (parked for a connection, or awaiting their confirm) may finish first, for
         # at most connect_timeout: with wait_for_confirms=False their callers returned long ago and expect them sent.
         self._publisher.stop_when_settled()
@@ -355,7 +356,7 @@ class IOThread:
                 extra={"event": "memberships_expired", "count": effects.memberships_expired},
             )
         for group in effects.unbind:
-            self._consumer.unbind(group)
+            self._consumer.release(group)
         if effects.paused:
             self._pauses.paused()
 

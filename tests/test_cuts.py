@@ -1,10 +1,10 @@
 """A connection cut while a request waits for the broker's answer: the caller is answered, and the layer works after.
 
 Each test starts a call that waits on an RPC (flush's purge, group_add's bind, the declare of a normal channel's
-queue) and cuts that link's TCP stream on the I/O thread right after the RPC went out, before its answer can come
-back. pika drops the callbacks of RPCs pending on a channel that closes; the link's in-flight registry must answer
-the caller instead, and reset what the side kept for that connection (before issue 11, a cut flush() hung for ever
-and the process then dropped every delivery).
+queue) and cuts that link's TCP stream on the I/O thread right after the RPC went out, in the same callback, so its
+answer can never come back first. pika drops the callbacks of RPCs pending on a channel that closes; the link's
+in-flight registry must answer the caller instead, and reset what the side kept for that connection (before issue
+11, a cut flush() hung for ever and the process then dropped every delivery).
 """
 
 from __future__ import annotations
@@ -21,23 +21,24 @@ from channels_rabbitmq_threaded import BrokerUnavailable, RabbitmqChannelLayer, 
 from .conftest import TEST_EXCHANGE
 
 
-def cut(layer: RabbitmqChannelLayer, role: str) -> None:
-    """Cut one link's stream on the I/O thread, as a network fault would (the broker sees the socket close)."""
-    io_thread = layer._io_thread
-    link = getattr(io_thread, f"_{role}").link
+def cut_right_after(layer: RabbitmqChannelLayer, role: str, method: str) -> None:
+    """Make the next call of one side's `method` cut its link's stream on the I/O thread right after it sent its RPC,
+    before any answer can be read: as a network fault at the worst moment, deterministically."""
+    side = getattr(layer._io_thread, f"_{role}")
+    original = getattr(side, method)
 
-    def terminate() -> None:
-        link.connection._terminate_stream(StreamLostError("test: the stream was cut"))
+    def then_cut(*args: object) -> None:
+        del side.__dict__[method]  # once only: what the layer does after the cut runs as usual
+        original(*args)
+        side.link.connection._terminate_stream(StreamLostError("test: the stream was cut"))
 
-    io_thread._ioloop.add_callback_threadsafe(terminate)
+    setattr(side, method, then_cut)
 
 
-async def answered_despite_a_cut(layer: RabbitmqChannelLayer, role: str, call: Awaitable[object]) -> None:
-    task = asyncio.ensure_future(call)
-    await asyncio.sleep(0)  # the call has submitted its request: the I/O thread sends the RPC on its next pass
-    cut(layer, role)  # queued behind that pass: the stream goes before the answer can arrive
+async def answered_despite_a_cut(layer: RabbitmqChannelLayer, role: str, method: str, call: Awaitable[object]) -> None:
+    cut_right_after(layer, role, method)
     with pytest.raises(BrokerUnavailable):
-        await asyncio.wait_for(task, 15)
+        await asyncio.wait_for(call, 15)
 
 
 async def delivers_again(layer: RabbitmqChannelLayer, channel: str) -> None:
@@ -55,10 +56,10 @@ async def delivers_again(layer: RabbitmqChannelLayer, channel: str) -> None:
 
 
 Call = Callable[[RabbitmqChannelLayer, str], Awaitable[object]]
-CALLS: dict[str, tuple[str, Call]] = {
-    "flush": ("consumer", lambda layer, channel: layer.flush()),
-    "group_add": ("consumer", lambda layer, channel: layer.group_add("cut-group", channel)),
-    "normal-queue declare": ("publisher", lambda layer, channel: layer.send("jobs.cut", {"type": "job"})),
+CALLS: dict[str, tuple[str, str, Call]] = {  # the side, its method that sends the RPC, the call
+    "flush": ("consumer", "purge", lambda layer, channel: layer.flush()),
+    "group_add": ("consumer", "add_member", lambda layer, channel: layer.group_add("cut-group", channel)),
+    "normal-queue declare": ("publisher", "publish", lambda layer, channel: layer.send("jobs.cut", {"type": "job"})),
 }
 
 
@@ -68,8 +69,8 @@ async def test_a_cut_while_a_request_waits_for_its_rpc(make_layer, name: str) ->
     channel = await layer.new_channel()
     await layer.send(channel, {"type": "warm up the publisher"})
     assert await layer.receive(channel) == {"type": "warm up the publisher"}
-    role, call = CALLS[name]
-    await answered_despite_a_cut(layer, role, call(layer, channel))
+    role, method, call = CALLS[name]
+    await answered_despite_a_cut(layer, role, method, call(layer, channel))
     await delivers_again(layer, channel)
     if name == "group_add":  # the membership was kept and bound again on reconnect
         await layer.group_send("cut-group", {"type": "to the group"})
