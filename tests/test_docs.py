@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from channels_rabbitmq_threaded.config import OPTION_NAMES
+from channels_rabbitmq_threaded.routing import DropReason
 
 from .conftest import ROOT, launch_chromium
 
@@ -49,3 +50,10 @@ def test_the_page_has_no_horizontal_scroll_at_1200_px(built_site: Path, page: st
             assert scroll_width <= client_width, f"{page}.html is {scroll_width} px wide in a {client_width} px window"
         finally:
             browser.close()
+
+
+def test_every_drop_reason_is_in_the_operations_guide_with_its_text() -> None:
+    guide = (DOCS / "operations.md").read_text()
+    for reason in DropReason:
+        if reason is not DropReason.NO_LOCAL_MEMBER:  # logged at DEBUG: an empty group is normal
+            assert f"| `{reason.value}` | {reason.text} |" in guide, reason
