@@ -88,8 +88,8 @@ class Settings:
             raise TypeError(
                 f"RabbitmqChannelLayer got unknown option(s) {names}; the options are: {', '.join(OPTION_NAMES)}"
             )
-        expiry = _positive_seconds("expiry", expiry)
-        local_expiry = expiry if local_expiry is None else _positive_seconds("local_expiry", local_expiry)
+        expiry = positive_seconds("expiry", expiry)
+        local_expiry = expiry if local_expiry is None else positive_seconds("local_expiry", local_expiry)
         settings = cls(
             hosts=_check_hosts(host, ssl_context),
             expiry=expiry,
@@ -100,7 +100,7 @@ class Settings:
             ssl_context=ssl_context,
             groups_exchange=_check_exchange(groups_exchange),
             group_expiry=_positive_int("group_expiry", group_expiry),
-            connect_timeout=_positive_seconds("connect_timeout", connect_timeout),
+            connect_timeout=positive_seconds("connect_timeout", connect_timeout),
             heartbeat=None if heartbeat is None else _int_at_least("heartbeat", heartbeat, 0),
             max_message_size=_positive_int("max_message_size", max_message_size),
             capacity=_positive_int("capacity", capacity),
@@ -310,7 +310,7 @@ def _seconds_at_least_zero(option: str, value: object) -> float:
     return float(value)
 
 
-def _positive_seconds(option: str, value: object) -> float:
+def positive_seconds(option: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{option} must be a number of seconds, not {type(value).__name__}")
     if not math.isfinite(value) or value <= 0:

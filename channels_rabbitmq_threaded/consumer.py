@@ -206,7 +206,7 @@ class ConsumerSide:
     def add_member(self, request: GroupAdd, first: bool) -> None:
         """A `group_add`: bind the group for its first local member; answer once the binding is in effect."""
         group = request.group
-        if first and self._delayed.reclaim(group):  # its binding is still there: no broker operation
+        if first and self._delayed.cancel(group):  # its binding is still there: no broker operation
             first = False
         if first:
             requests = self._binds[group] = [request]
@@ -258,7 +258,7 @@ class ConsumerSide:
         self.link.stop()
 
     def unbind(self, group: str) -> None:
-        self._delayed.forget(group)
+        self._delayed.cancel(group)
         self._binds.pop(group, None)  # a later group_add binds anew; the bind in flight still answers its own
         if self.link.channel_open:
             self.link.channel.queue_unbind(
@@ -381,12 +381,10 @@ class DelayedUnbinds:
         if self._timer is None:
             self._timer = self._ioloop.call_later(self._delay, self._on_due)
 
-    def reclaim(self, group: str) -> bool:
-        """A member joins again: keep the binding. True if the group was waiting for its unbind."""
+    def cancel(self, group: str) -> bool:
+        """The group no longer waits for its delayed unbind (a member joined again, or it is unbound now). True if
+        it was waiting."""
         return self._due.pop(group, None) is not None
-
-    def forget(self, group: str) -> None:
-        self._due.pop(group, None)
 
     def pending(self) -> list[str]:
         return list(self._due)

@@ -30,7 +30,7 @@ from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
 
 from .bridge import LoopReply, ThreadReply, Waiter
-from .config import Settings, is_process_specific
+from .config import Settings, is_process_specific, positive_seconds
 from .envelope import FLUSH_GROUP, Recipient, encode
 from .errors import LayerClosed, MessageTooLarge, RabbitmqLayerError
 from .io_thread import IOThread
@@ -300,12 +300,8 @@ class RabbitmqChannelLayer(BaseChannelLayer):
 
 
 def _check_timeout(timeout: object) -> None:
-    if timeout is None:
-        return
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
-    if not timeout > 0:  # also refuses NaN
-        raise ValueError(f"timeout must be a positive number of seconds or None, not {timeout}")
+    if timeout is not None:
+        positive_seconds("timeout", timeout)
 
 
 def _describe_name(name: Any, shown: int = 60) -> str:

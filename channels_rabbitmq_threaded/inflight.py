@@ -109,8 +109,5 @@ class InFlight:
         for _, request in waiting.values():
             request.fail(exc)
 
-    def count(self, kind: Waiting) -> int:
-        return sum(1 for waits_for, _ in self._waiting.values() if waits_for is kind)
-
     def __len__(self) -> int:
         return len(self._waiting)

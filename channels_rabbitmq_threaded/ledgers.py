@@ -1,11 +1,10 @@
 """The I/O thread's bookkeeping: publishes awaiting their confirm, and messages dropped (logged, summed).
 
-Theory of operation: plain objects owned by the I/O thread (`PauseWatch` too: it decides when a pause of
-consumption is worth a log line) (`io_thread.IOThread` makes one of each), kept apart
-from it so that the thread's module holds only the connection life cycle and the request handlers. Nothing here
-touches pika except through the `IOLoop` timer that closes a `DropLog` window; nothing here blocks. The one
-exception to "I/O thread only" is `UnwaitedPublishes`, which a caller's thread may also call when the I/O thread
-has ended (it then logs directly).
+Theory of operation: plain objects owned by the I/O thread (`io_thread.IOThread` and its two sides make them), kept
+apart so that those modules hold only the connection life cycle and the request handlers. `PauseWatch` decides when
+a pause of consumption is worth a log line. Nothing here touches pika except through `IOLoop` timers (the `DropLog`
+window, the `PauseWatch` check); nothing here blocks. The one exception to "I/O thread only" is `UnwaitedPublishes`,
+which a caller's thread may also call when the I/O thread has ended (it then logs directly).
 """
 
 from __future__ import annotations

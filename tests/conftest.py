@@ -21,6 +21,13 @@ from .private_node import PrivateNode, free_port
 HOST = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 # rabbitmqctl for the broker at HOST: the machine's, or the one `python -m tests.rabbitmq4` started.
 BROKER_CTL = shlex.split(os.environ.get("RABBITMQCTL", "rabbitmqctl"))
+
+
+def broker_ctl(*args: str) -> str:
+    """What `rabbitmqctl ARGS` prints for the broker at HOST (a failure raises `CalledProcessError`)."""
+    return subprocess.run([*BROKER_CTL, *args], capture_output=True, text=True, timeout=60, check=True).stdout
+
+
 ROOT = Path(__file__).resolve().parent.parent
 # Each test session uses its own groups exchange on the shared broker, so that two sessions running at once (tox in
 # parallel, two developers) never receive each other's group messages. Removed at the end of the session.

@@ -4,24 +4,17 @@ that leaves and joins again costs no broker operation; `close()` removes every b
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import Callable
 from typing import Any
 
 from channels_rabbitmq_threaded import RabbitmqChannelLayer
 
-from .conftest import BROKER_CTL, TEST_EXCHANGE
+from .conftest import TEST_EXCHANGE, broker_ctl
 
 
 def bound_groups(queue: str) -> set[str]:
     """The groups the broker has bound to `queue` on this session's groups exchange."""
-    listing = subprocess.run(
-        [*BROKER_CTL, "-q", "list_bindings", "source_name", "destination_name", "routing_key"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    listing = broker_ctl("-q", "list_bindings", "source_name", "destination_name", "routing_key")
     rows = (line.split("\t") for line in listing.splitlines())
     return {row[2] for row in rows if len(row) == 3 and row[0] == TEST_EXCHANGE and row[1] == queue}
 

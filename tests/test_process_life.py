@@ -14,20 +14,14 @@ import pika
 import pytest
 from asgiref.sync import async_to_sync
 
-from .conftest import BROKER_CTL, HOST, ROOT, TEST_EXCHANGE
+from .conftest import HOST, ROOT, TEST_EXCHANGE, broker_ctl
 
 RUNS = 20  # per script
 
 
 def connections_of(queue_name: str) -> list[str]:
     """The client-given names of the broker's connections that belong to the layer with this queue."""
-    listing = subprocess.run(
-        [*BROKER_CTL, "-q", "list_connections", "client_properties"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    listing = broker_ctl("-q", "list_connections", "client_properties")
     return [
         role for line in listing.splitlines() for role in ("consumer", "publisher") if f"{queue_name} {role}" in line
     ]

@@ -8,12 +8,11 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import subprocess
 
 import pika
 import pytest
 
-from .conftest import BROKER_CTL, HOST
+from .conftest import HOST, broker_ctl
 
 pytestmark = pytest.mark.skipif(
     "RABBITMQ_4_REFUSES" not in os.environ, reason="runs against the node of `python -m tests.rabbitmq4` only"
@@ -33,9 +32,9 @@ def test_the_node_refuses_transient_non_exclusive_queues_as_rabbitmq_4_3_does() 
 
 async def test_on_a_vhost_whose_default_queue_type_is_quorum_the_layer_keeps_its_queue_types(make_layer) -> None:
     vhost = f"quorum-default-{secrets.token_hex(3)}"
-    ctl(["add_vhost", vhost, "--default-queue-type", "quorum"])
+    broker_ctl("add_vhost", vhost, "--default-queue-type", "quorum")
     try:
-        ctl(["set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"])
+        broker_ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
         layer = make_layer(host=HOST.replace("/%2F", f"/{vhost}"))
         channel = await layer.new_channel()  # the process's exclusive queue: classic whatever the default
         await layer.group_add("g", channel)
@@ -43,13 +42,9 @@ async def test_on_a_vhost_whose_default_queue_type_is_quorum_the_layer_keeps_its
         assert await layer.receive(channel) == {"type": "to the group"}
         await layer.send("jobs.typed", {"type": "job"})
         assert await asyncio.wait_for(layer.receive("jobs.typed"), 10) == {"type": "job"}
-        listing = ctl(["-q", "list_queues", "-p", vhost, "name", "type"])
+        listing = broker_ctl("-q", "list_queues", "-p", vhost, "name", "type")
         types = dict(line.split("\t") for line in listing.splitlines() if "\t" in line)
         assert types["channels.jobs.typed"] == "classic"  # said explicitly, so the vhost's default does not apply
         assert types[layer.queue_name] == "classic"
     finally:
-        ctl(["delete_vhost", vhost])
-
-
-def ctl(args: list[str]) -> str:
-    return subprocess.run([*BROKER_CTL, *args], capture_output=True, text=True, timeout=60, check=True).stdout
+        broker_ctl("delete_vhost", vhost)
