@@ -1,13 +1,15 @@
 """What a process that dies holding many bindings costs the other publishers (RabbitMQ issue 12926).
 
-    python benchmarks/crash_cost.py [--host URL] [--bindings 3000 10000] [--runs 1]
+    python benchmarks/crash_cost.py [--host URL] [--publisher-host URL] [--bindings 3000 10000] [--runs 1]
 
 For each count: a victim process declares an exclusive queue, binds it that many times to the groups exchange
 (the bindings of a Daphne process with that many per-user groups), reports the bind rate, and is killed with
 SIGKILL, so that the broker deletes the queue and its bindings itself. Meanwhile this process publishes to the same
 exchange with publisher confirms, one message at a time (the group_send of every other process), and reports the
 confirm latency before the kill and in the 10 s after it: median, p99 and the longest. Run it against 3.10 (the
-machine's broker) and 4.0 (`python -m tests.rabbitmq4 python benchmarks/crash_cost.py`, whose AMQP_URL it takes).
+machine's broker), 4.0 (`python -m tests.rabbitmq4 python benchmarks/crash_cost.py`, whose AMQP_URL it takes) and
+a two-node cluster (`python benchmarks/cluster.py [--rabbitmq4] python benchmarks/crash_cost.py`: the victim on
+node A, the publisher on node B, from AMQP_URL_B).
 """
 
 from __future__ import annotations
@@ -52,13 +54,13 @@ def summary(latencies: list[float]) -> str:
     return f"median {statistics.median(ordered):.2f} ms, p99 {p99:.2f} ms, longest {ordered[-1]:.1f} ms"
 
 
-def measure(url: str, count: int) -> None:
+def measure(url: str, publisher_url: str, count: int) -> None:
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: nothing of this one's connections
     ready: multiprocessing.Queue = context.Queue()
     process = context.Process(target=victim, args=(url, count, ready))
     process.start()
     bind_rate = ready.get(timeout=600)
-    connection = pika.BlockingConnection(pika.URLParameters(url))
+    connection = pika.BlockingConnection(pika.URLParameters(publisher_url))
     channel = connection.channel()
     channel.confirm_delivery()
     before = confirm_latencies(channel, 3)
@@ -73,6 +75,7 @@ def measure(url: str, count: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default=os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"))
+    parser.add_argument("--publisher-host", default=os.environ.get("AMQP_URL_B"), help="default: --host")
     parser.add_argument("--bindings", type=int, nargs="+", default=[3000, 10000])
     parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
@@ -82,7 +85,7 @@ def main() -> None:
     try:
         for count in args.bindings:
             for _ in range(args.runs):
-                measure(args.host, count)
+                measure(args.host, args.publisher_host or args.host, count)
     finally:
         connection = pika.BlockingConnection(pika.URLParameters(args.host))
         connection.channel().exchange_delete(EXCHANGE)

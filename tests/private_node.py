@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -148,3 +149,23 @@ class PrivateNode:
                     return
             time.sleep(0.1)
         raise TimeoutError(f"nothing listens on port {port}")
+
+
+def start_cluster(base: Path, root: Path | None = None) -> tuple[PrivateNode, PrivateNode, list[int]]:
+    """Two private nodes, B joined to A; with `root`, of the RabbitMQ in that root (`base` must lie inside it)."""
+    ports = [free_port(), free_port()]
+    home = base / "home"
+    nodes = [
+        PrivateNode(base / name, f"crt_{name}_{os.getpid()}", f"listeners.tcp.default = {port}\n", home=home, root=root)
+        for name, port in zip("ab", ports, strict=True)
+    ]
+    threads = [threading.Thread(target=node.start) for node in nodes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    a, b = nodes
+    b.ctl("stop_app")
+    b.ctl("join_cluster", a.nodename)
+    b.ctl("start_app")
+    return a, b, ports

@@ -9,35 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import os
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from channels_rabbitmq_threaded import RabbitmqChannelLayer, RabbitmqLayerError
 
-from .private_node import PrivateNode, free_port
-
-
-def start_cluster(base: Path) -> tuple[PrivateNode, PrivateNode, list[int]]:
-    ports = [free_port(), free_port()]
-    home = base / "home"
-    nodes = [
-        PrivateNode(base / name, f"crt_{name}_{os.getpid()}", f"listeners.tcp.default = {port}\n", home=home)
-        for name, port in zip("ab", ports, strict=True)
-    ]
-    threads = [threading.Thread(target=node.start) for node in nodes]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    a, b = nodes
-    b.ctl("stop_app")
-    b.ctl("join_cluster", a.nodename)
-    b.ctl("start_app")
-    return a, b, ports
+from .private_node import PrivateNode, start_cluster
 
 
 @pytest.fixture(scope="module")
