@@ -118,7 +118,15 @@ class Settings:
 
         Attempts go round the hosts in order, so after a node fails the next attempt tries the next node.
         """
-        params = pika.URLParameters(self.hosts[attempt % len(self.hosts)])
+        url = self.hosts[attempt % len(self.hosts)]
+        params = pika.URLParameters(url)
+        # A host that accepts and never answers (a dead backend behind a load balancer) must not hold an attempt
+        # for pika's 10 s socket / 15 s handshake defaults: give up on it soon enough to try the next host and
+        # still answer every waiting call within connect_timeout. A URL that names its own timeouts keeps them.
+        if "socket_timeout=" not in url:
+            params.socket_timeout = self.attempt_timeout
+        if "stack_timeout=" not in url:
+            params.stack_timeout = self.attempt_timeout
         if self.ssl_context is not None:
             params.ssl_options = pika.SSLOptions(self.ssl_context, server_hostname=params.host)
         if self.heartbeat is not None:
@@ -128,6 +136,12 @@ class Settings:
             "product": "channels_rabbitmq_threaded",
         }
         return params
+
+    @property
+    def attempt_timeout(self) -> float:
+        """How long one connection attempt (TCP, TLS and the AMQP handshake) may take: half of connect_timeout,
+        between 0.5 and 5 seconds, so a second host is tried before the callers' connect_timeout runs out."""
+        return max(0.5, min(5.0, self.connect_timeout / 2))
 
     @property
     def control_exchange(self) -> str:

@@ -117,3 +117,15 @@ def test_heartbeat_option_overrides_the_url() -> None:
     settings = Settings.from_options(host="amqp://h/?heartbeat=60", heartbeat=5)
     assert settings.connection_parameters("n").heartbeat == 5
     assert Settings.from_options(host="amqp://h/?heartbeat=60").connection_parameters("n").heartbeat == 60
+
+
+@pytest.mark.parametrize(("connect_timeout", "attempt"), [(10, 5.0), (4, 2.0), (0.5, 0.5), (60, 5.0)])
+def test_each_connection_attempt_is_bounded_by_half_of_connect_timeout(connect_timeout: float, attempt: float) -> None:
+    params = Settings.from_options(connect_timeout=connect_timeout).connection_parameters("test")
+    assert (params.socket_timeout, params.stack_timeout) == (attempt, attempt)
+
+
+def test_a_url_that_names_its_own_attempt_timeouts_keeps_them() -> None:
+    url = "amqp://guest:guest@localhost/%2F?socket_timeout=7&stack_timeout=9"
+    params = Settings.from_options(host=url).connection_parameters("test")
+    assert (params.socket_timeout, params.stack_timeout) == (7, 9)
