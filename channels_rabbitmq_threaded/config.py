@@ -58,6 +58,7 @@ class Settings:
     wait_for_confirms: bool  # False: send/group_send return once handed to the I/O thread (no ChannelFull)
     normal_queue_type: str  # "classic" or "quorum": the x-queue-type of normal channels' queues
     group_unbind_delay: float  # seconds a binding outlives its group's last local member (0: unbind at once)
+    queue_lease: float  # seconds the process's queue outlives its connection (0: an exclusive queue, gone with it)
 
     @classmethod
     def from_options(
@@ -81,6 +82,7 @@ class Settings:
         wait_for_confirms: bool = True,
         normal_queue_type: str = "classic",
         group_unbind_delay: float = 5.0,
+        queue_lease: float = 60.0,
         **unknown: Any,
     ) -> Settings:
         if unknown:
@@ -110,6 +112,7 @@ class Settings:
             wait_for_confirms=_check_bool("wait_for_confirms", wait_for_confirms),
             normal_queue_type=_check_queue_type(normal_queue_type),
             group_unbind_delay=_seconds_at_least_zero("group_unbind_delay", group_unbind_delay),
+            queue_lease=_seconds_at_least_zero("queue_lease", queue_lease),
         )
         return settings
 
@@ -147,6 +150,25 @@ class Settings:
     def control_exchange(self) -> str:
         """The fanout exchange every process of a deployment binds its queue to, for flush()."""
         return f"{self.groups_exchange}.control"
+
+    def process_queue(self) -> dict[str, Any]:
+        """The keyword arguments of the process queue's `queue_declare` (its name aside).
+
+        Always bounded (`x-max-length` = `remote_capacity`, `reject-publish`, so a full queue nacks and send() raises
+        ChannelFull) and with messages expiring after `expiry`. With a lease it outlives a cut connection: durable
+        (RabbitMQ 4.3 refuses transient queues that are not exclusive) and classic (whatever the vhost's default
+        type), deleted by RabbitMQ once nobody has consumed or declared it for `queue_lease` seconds; the process
+        consumes it with an exclusive consumer. With `queue_lease=0` it is exclusive: it goes with its connection.
+        """
+        arguments: dict[str, Any] = {
+            "x-max-length": self.remote_capacity,
+            "x-overflow": "reject-publish",
+            "x-message-ttl": int(self.expiry * 1000),
+        }
+        if not self.queue_lease:
+            return {"exclusive": True, "durable": False, "arguments": arguments}
+        arguments |= {"x-queue-type": "classic", "x-expires": max(1, int(self.queue_lease * 1000))}
+        return {"exclusive": False, "durable": True, "arguments": arguments}
 
     def normal_queue(self, channel: str) -> tuple[str, dict[str, Any]]:
         """The queue of a normal channel (no "!"), and the arguments every process must declare it with.

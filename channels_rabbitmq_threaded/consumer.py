@@ -8,8 +8,8 @@ declares a queue. Its setup, one RPC per step, each answer wrapped by `Link.step
 
 1. `_setup`: `exchange.declare` of the groups exchange (direct) -> `_on_exchange_declared`;
 2. `exchange.declare` of the control exchange (fanout, for `flush()`) -> `_on_control_exchange_declared`;
-3. `queue.declare` of the process's queue (exclusive, `x-max-length` = `remote_capacity`, `reject-publish`,
-   `x-message-ttl` = `expiry`) -> `_on_queue_declared`;
+3. `queue.declare` of the process's queue (`Settings.process_queue`: leased, or exclusive with `queue_lease=0`)
+   -> `_on_queue_declared`;
 4. `queue.bind` to the control exchange -> `_on_control_bound`;
 5. `queue.bind` of every group that still has a local member (after a reconnect) -> `_on_rebound`, once per group;
 6. `basic.qos` (`prefetch_count`) -> `_on_qos_set`;
@@ -17,12 +17,18 @@ declares a queue. Its setup, one RPC per step, each answer wrapped by `Link.step
    receivers wait on start again.
 
 Groups are bound before consuming starts, so after a reconnect the first delivery implies the bindings are back.
+A leased queue outlives a cut connection with its messages and bindings (binding again is then a no-op; groups
+that lost their last member meanwhile are unbound in step 5), and RabbitMQ delivers again what was not
+acknowledged: `dedup.DeliveryWindow` drops the copies of what was routed already. The queue is consumed without
+consumer exclusivity: after a silent cut the broker may keep the old connection's consumer until its heartbeat
+times out, and an exclusive consumer would be refused meanwhile; the old consumer's unacknowledged deliveries come
+back when the broker drops it, and the window drops what is a copy.
 
 A binding outlives its group's last local member for `group_unbind_delay` seconds (`DelayedUnbinds`): a websocket
 that reconnects to the same process, or a member that leaves and joins again, costs no broker operation. A group
 message that arrives meanwhile finds no local member and is acknowledged and dropped, as it would be unbound. At
-`close()` the side unbinds every group before the connection, and with it the queue, goes (`stop_after_unbinding`),
-so the broker never deletes a queue that holds thousands of bindings at once.
+`close()` the side unbinds every group, then deletes the queue (`stop_after_unbinding`), so the broker never deletes
+a queue that holds thousands of bindings at once.
 
 Requests that wait for an RPC register in the link's `InFlight`: a `group_add` for its `BindOk` (`Waiting.BIND`),
 a `flush` for its `PurgeOk` (`Waiting.PURGE`). When the connection ends the link answers them from the registry's
@@ -43,6 +49,7 @@ from typing import Any, Protocol
 import pika.spec
 
 from .config import Settings, is_process_specific
+from .dedup import DeliveryWindow
 from .envelope import FLUSH_GROUP, MalformedBody, Recipient, decode
 from .inflight import Waiting
 from .ledgers import DropLog
@@ -98,6 +105,8 @@ class ConsumerSide:
         self._exclusive_tag = ""  # the consumer tag of this process's own queue
         self._delayed = DelayedUnbinds(ioloop, settings.group_unbind_delay, self.unbind)
         self._closing = False  # close() is unbinding before it stops the link
+        self._window = DeliveryWindow()  # ids received lately: a redelivered or re-published copy is dropped
+        self._stale: set[str] = set()  # groups to unbind once reconnected (a leased queue keeps its bindings)
         self.link.inflight.on_end(self._reset)
 
     def _reset(self) -> None:
@@ -105,7 +114,10 @@ class ConsumerSide:
         self._binds.clear()
         self._purges_in_flight = 0
         self._normal_consumers.clear()
-        self._delayed.clear()  # bindings die with the exclusive queue; only groups with members are bound again
+        self._window.connection_ended()
+        if self.settings.queue_lease:  # the queue and its bindings outlive the connection: unbind these once back
+            self._stale.update(self._delayed.pending())
+        self._delayed.clear()  # an exclusive queue's bindings die with it; only groups with members are bound again
 
     # -- LinkOwner: setup, one RPC per step --------------------------------------------------------------------------
 
@@ -131,14 +143,7 @@ class ConsumerSide:
     def _on_control_exchange_declared(self, _frame: Any) -> None:
         """Step 3: declare the process's queue."""
         self.link.channel.queue_declare(
-            queue=self.queue_name,
-            exclusive=True,
-            arguments={
-                "x-max-length": self.settings.remote_capacity,
-                "x-overflow": "reject-publish",
-                "x-message-ttl": int(self.settings.expiry * 1000),
-            },
-            callback=self.link.step(self._on_queue_declared),
+            queue=self.queue_name, callback=self.link.step(self._on_queue_declared), **self.settings.process_queue()
         )
 
     @guarded
@@ -150,8 +155,14 @@ class ConsumerSide:
 
     @guarded
     def _on_control_bound(self, _frame: Any) -> None:
-        """Step 5: bind again every group that still has a local member (after a reconnect), then consume."""
+        """Step 5: bind again every group that still has a local member (after a reconnect), then consume.
+
+        A leased queue kept its bindings over the cut: binding again is a no-op at the broker, and the groups that
+        lost their last member meanwhile are unbound first (`_stale`)."""
         groups = self._hub.local_groups()
+        for group in sorted(self._stale.difference(groups)):
+            self._unbind_now(group)
+        self._stale.clear()
         self._rebinds_left = len(groups)
         if not groups:
             self._start_consuming()
@@ -238,14 +249,15 @@ class ConsumerSide:
     def stop_after_unbinding(self, groups: list[str]) -> None:
         """close(): unbind every group (those with members and those waiting for their delay), then stop the link.
 
-        The unbinds go out one after another on the channel; the last `UnbindOk` stops the link, so the queue is
-        deleted (with the connection) once it holds no binding. The I/O thread's stop timer bounds the wait.
+        The unbinds go out one after another on the channel; after the last `UnbindOk` the queue is deleted (a
+        leased one by `queue.delete`, an exclusive one with the connection) once it holds no binding. The I/O
+        thread's stop timer bounds the wait.
         """
         groups = sorted({*groups, *self._delayed.pending()})
         self._delayed.clear()
         self._closing = True
         if not groups or not self.link.channel_open:
-            self.link.stop()
+            self._on_unbound_all(None)
             return
         for group in groups[:-1]:
             self.unbind(group)
@@ -255,17 +267,31 @@ class ConsumerSide:
 
     @guarded
     def _on_unbound_all(self, _frame: Any) -> None:
+        """A leased queue would outlive the process by its lease: delete it, now that it holds no binding."""
+        if self.settings.queue_lease and self.link.channel_open:
+            self.link.channel.queue_delete(self.queue_name, callback=self._on_queue_deleted)
+        else:
+            self.link.stop()
+
+    @guarded
+    def _on_queue_deleted(self, _frame: Any) -> None:
         self.link.stop()
 
     def unbind(self, group: str) -> None:
         self._delayed.cancel(group)
         self._binds.pop(group, None)  # a later group_add binds anew; the bind in flight still answers its own
         if self.link.channel_open:
-            self.link.channel.queue_unbind(
-                self.queue_name, self.settings.groups_exchange, routing_key=group, callback=lambda _frame: None
-            )
+            self._unbind_now(group)
+        elif self.settings.queue_lease:
+            self._stale.add(group)  # the queue keeps the binding: unbind it once reconnected
+
+    def _unbind_now(self, group: str) -> None:
+        self.link.channel.queue_unbind(
+            self.queue_name, self.settings.groups_exchange, routing_key=group, callback=lambda _frame: None
+        )
 
     def ack(self, tags: list[int]) -> None:
+        self._window.acked(tags)
         if tags and self.link.channel_open:
             for tag in tags:
                 self.link.channel.basic_ack(tag)
@@ -315,10 +341,16 @@ class ConsumerSide:
     # -- deliveries -------------------------------------------------------------------------------------------------
 
     @guarded
-    def _on_delivery(self, channel: Any, method: pika.spec.Basic.Deliver, _props: Any, body: bytes) -> None:
+    def _on_delivery(self, channel: Any, method: pika.spec.Basic.Deliver, props: Any, body: bytes) -> None:
         tag: int = method.delivery_tag  # type: ignore[assignment]
         if self._purges_in_flight:
             channel.basic_ack(tag)  # sent before a flush's purge: flush() promises it is never delivered
+            return
+        if self._window.is_copy(props.message_id):  # redelivered after a cut, or re-published: the original came
+            channel.basic_ack(tag)
+            copies = self._window.recent.copies
+            message = "Dropped a copy of message %s, received already (%d copies so far)"
+            logger.info(message, props.message_id, copies, extra={"event": "copy_dropped", "count": copies})
             return
         try:
             recipient, message = decode(body, self.settings.fernet)
@@ -333,7 +365,9 @@ class ConsumerSide:
             return
         normal = method.consumer_tag != self._exclusive_tag  # from a normal channel's queue
         if normal and not self._accept_normal_delivery(channel, method, recipient.name, len(body)):
+            self._window.not_kept(props.message_id)
             return
+        self._window.routed(tag, props.message_id)
         self._hub.deliver(tag, recipient, message)
         if normal:
             self.stop_idle_normal_consumers()

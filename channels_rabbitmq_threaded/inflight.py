@@ -13,12 +13,17 @@ for ever.
 
 What a caller is told, by what it waited for and how the connection ended:
 
-| waiting for                 | connection lost (it reconnects)                    | layer closed   |
-|-----------------------------|----------------------------------------------------|----------------|
-| `BIND` (`group_add`)        | BrokerUnavailable: the membership is kept, re-bound | LayerClosed    |
-| `PURGE` (`flush`)           | BrokerUnavailable: flush() did not finish           | LayerClosed    |
-| `DECLARE` (normal `send`)   | BrokerUnavailable: the message was not sent         | LayerClosed    |
-| `CONFIRM` (`send`, `group_send`) | ConfirmLost: it may or may not be delivered    | LayerClosed    |
+| waiting for                      | connection lost (it reconnects)                         | layer closed |
+|----------------------------------|---------------------------------------------------------|--------------|
+| `BIND` (`group_add`)             | BrokerUnavailable: the membership is kept, re-bound      | LayerClosed  |
+| `PURGE` (`flush`)                | BrokerUnavailable: flush() did not finish                | LayerClosed  |
+| `DECLARE` (normal `send`)        | sent again on the next connection (`resend`)             | LayerClosed  |
+| `CONFIRM` (`send`, `group_send`) | published again, same message id, on the next connection (`resend`) | LayerClosed |
+
+A publish is sent again rather than failed because a cut shorter than `connect_timeout` must be invisible to its
+caller: `resend` parks it in the link's `ParkedRequests`, which runs it on the next connection or, after
+`connect_timeout`, fails it (`ConfirmLost` for one that was published: it may or may not have been delivered). The
+copy carries the message id of the original, so a receiver that had the original drops it (`dedup.py`).
 
 `fail_all(exc)` answers everything with one exception (the I/O thread died); `fail(kind, exc)` answers one kind
 (publishes blocked by an alarm for too long). Each request is answered exactly once: whoever takes it out of the
@@ -32,7 +37,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 
-from .errors import BrokerUnavailable, ConfirmLost, LayerClosed
+from .errors import BrokerUnavailable, LayerClosed
 from .requests import Request
 
 
@@ -52,19 +57,22 @@ class Ending(enum.Enum):
     CLOSED = "closed"  # close(): the layer is done
 
 
-_AFTER_LOSS: dict[Waiting, tuple[type[BrokerUnavailable], str]] = {
+_AFTER_LOSS: dict[Waiting, tuple[type[BrokerUnavailable], str] | None] = {  # None: sent again
     Waiting.BIND: (BrokerUnavailable, "the membership is kept and its binding restored on reconnect"),
     Waiting.PURGE: (BrokerUnavailable, "flush() did not finish: call it again"),
-    Waiting.DECLARE: (BrokerUnavailable, "the message was not sent"),
-    Waiting.CONFIRM: (ConfirmLost, "the message may or may not have been delivered"),
+    Waiting.DECLARE: None,
+    Waiting.CONFIRM: None,
 }
 
 
-def exception_for(kind: Waiting, ending: Ending, reason: str) -> BaseException:
-    """The table of the module's docstring: what a request waiting for `kind` is told when its connection ends."""
+def exception_for(kind: Waiting, ending: Ending, reason: str) -> BaseException | None:
+    """The table of the module's docstring: what a request waiting for `kind` is told when its connection ends, or
+    None when it is sent again on the next connection."""
     if ending is Ending.CLOSED:
         return LayerClosed(f"the channel layer was closed before {kind.value}")
-    error, consequence = _AFTER_LOSS[kind]
+    if (after_loss := _AFTER_LOSS[kind]) is None:
+        return None
+    error, consequence = after_loss
     return error(f"{reason}; {consequence}")
 
 
@@ -86,13 +94,17 @@ class InFlight:
         """Take `request` out; True if it was still registered, and so is the caller's to answer."""
         return self._waiting.pop(id(request), None) is not None
 
-    def end(self, ending: Ending, reason: str) -> None:
-        """The connection ended: reset the owner's state, then answer every registered request from the table."""
+    def end(self, ending: Ending, reason: str, resend: Callable[[Request], None]) -> None:
+        """The connection ended: reset the owner's state, then answer every registered request from the table (in
+        the order they were registered), or hand it to `resend`."""
         waiting, self._waiting = self._waiting, {}
         for reset in self._resets:
             reset()
         for kind, request in waiting.values():
-            request.fail(exception_for(kind, ending, reason))
+            if (exc := exception_for(kind, ending, reason)) is None:
+                resend(request)
+            else:
+                request.fail(exc)
 
     def fail(self, kind: Waiting, exc: BaseException) -> None:
         """Answer every request waiting for `kind` with `exc`."""

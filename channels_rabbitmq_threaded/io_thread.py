@@ -227,9 +227,13 @@ class IOThread:
         self._expiry.schedule()
 
     def deliveries_lost(self) -> None:
-        if lost := self._routing.discard_held():
+        """The consumer connection ended: its held deliveries can't be acknowledged any more."""
+        held = self._routing.discard_held()
+        if held and self.settings.queue_lease:  # never acknowledged, so RabbitMQ delivers them again
+            logger.debug("%d held message(s) go back to the queue with the connection", held)
+        elif held:  # an exclusive queue: gone with the connection
             message = "%d message(s) received but not yet routed were lost with the connection"
-            logger.warning(message, lost, extra={"event": "held_lost", "count": lost})
+            logger.warning(message, held, extra={"event": "held_lost", "count": held})
 
     def flushed_by(self, origin: object) -> None:
         """Another process of the deployment called flush(): drop this process's memberships too."""

@@ -54,9 +54,9 @@ from pika.exceptions import (
 )
 
 from .config import Settings
-from .errors import BrokerRefused, BrokerUnavailable, LayerClosed
+from .errors import BrokerRefused, BrokerUnavailable, ConfirmLost, LayerClosed
 from .inflight import Ending, InFlight
-from .requests import Request
+from .requests import Publish, Request
 
 logger = logging.getLogger(__name__)
 
@@ -415,7 +415,7 @@ class Link:
         """
         self.state = WAITING
         self.last_error = reason
-        self.inflight.end(Ending.LOST, reason)
+        self.inflight.end(Ending.LOST, reason, resend=self.parked.park)
         self._owner.on_lost(reason)
         delay = self._retry_delay * random.uniform(0.5, 1.0)
         self._retry_delay = min(self._retry_delay * 2, RECONNECT_MAX_DELAY)
@@ -435,7 +435,10 @@ class Link:
             why = f"RabbitMQ kept blocking publishers for {waited:g}s ({self.blocked})"
         else:
             why = f"no connection to RabbitMQ within {waited:g}s: {self.last_error}"
-        request.fail(BrokerUnavailable(why))
+        if isinstance(request, Publish) and request.message_id:  # published before a cut, and not confirmed
+            request.fail(ConfirmLost(f"{why}; the message may or may not have been delivered"))
+        else:
+            request.fail(BrokerUnavailable(why))
 
     # -- resource alarms ------------------------------------------------------------------------------------------
 
@@ -483,7 +486,7 @@ class Link:
     def _stopped(self) -> None:
         if self.state is not STOPPED:
             self.state = STOPPED
-            self.inflight.end(Ending.CLOSED, "the channel layer is closed")
+            self.inflight.end(Ending.CLOSED, "the channel layer is closed", resend=self.parked.park)
             self._owner.on_stopped()
 
     def let_go_in_child(self) -> None:

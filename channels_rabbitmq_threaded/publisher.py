@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import pika.spec
 
 from .config import Settings
+from .dedup import MessageIds
 from .errors import ConfirmLost
 from .inflight import Waiting
 from .ledgers import DropLog, PendingConfirms, UnwaitedPublishes
@@ -74,6 +75,7 @@ class PublisherSide:
         self._declared: set[str] = set()  # normal-channel queues declared on the current channel
         self._declaring: dict[str, list[Publish]] = {}  # queue -> publishes waiting for its DeclareOk
         self._stopping = False
+        self._ids = MessageIds()
         self.link.inflight.on_end(self._reset)
 
     def _reset(self) -> None:
@@ -153,8 +155,14 @@ class PublisherSide:
             self._declaring[queue].append(request)
             self.link.inflight.add(Waiting.DECLARE, request)
             return
+        if not request.message_id:
+            request.message_id = self._ids.next()
         self.link.channel.basic_publish(
-            request.exchange, request.routing_key, request.body, mandatory=request.mandatory
+            request.exchange,
+            request.routing_key,
+            request.body,
+            pika.BasicProperties(message_id=request.message_id),
+            mandatory=request.mandatory,
         )
         self._confirms.add(request)
 

@@ -51,6 +51,7 @@ class Publish(_Answered):
     body: bytes = b""
     mandatory: bool = False
     declare: tuple[str, dict[str, Any]] | None = None  # a normal channel's queue: declared before the first publish
+    message_id: str = ""  # stamped at the first publish, kept for a re-publish (dedup.py)
 
 
 @dataclass(slots=True)

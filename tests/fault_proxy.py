@@ -10,7 +10,7 @@ holds at most one chunk.
 |---|---|---|
 | latency | every chunk, each way, arrives `seconds` late | `latency(seconds)` |
 | throttle | at most `bytes_per_second` each way | `throttle(bytes_per_second)` |
-| stall | open and silent both ways (a frozen peer); data waits, none is lost | `stall()`, `resume()` |
+| stall | open and silent (a frozen peer), both ways or one; data waits, none is lost | `stall()`, `resume()` |
 | reset | every open connection ends with a TCP reset | `reset()` |
 | refuse | a new connection is reset as soon as it is accepted | `refuse(True)` |
 | blackhole | a new connection is accepted and never answered (no upstream) | `blackhole(True)` |
@@ -30,6 +30,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 CHUNK = 65536
+UP, DOWN = "client to server", "server to client"
 
 
 class FaultProxy:
@@ -39,7 +40,7 @@ class FaultProxy:
         self.accepted = 0  # connections accepted so far (proxy thread writes; tests read)
         self._latency = 0.0
         self._bytes_per_second = 0.0
-        self._flowing = asyncio.Event()  # set unless stalled; made on the proxy thread's loop in _serve
+        self._flowing = {UP: asyncio.Event(), DOWN: asyncio.Event()}  # each set unless that direction is stalled
         self._refuse = False
         self._blackhole = False
         self._transports: set[asyncio.BaseTransport] = set()  # every open connection, both sides: reset() ends them
@@ -57,11 +58,12 @@ class FaultProxy:
     def throttle(self, bytes_per_second: float) -> None:
         self._call(self._set("_bytes_per_second", bytes_per_second))
 
-    def stall(self) -> None:
-        self._call(self._set_flowing(False))
+    def stall(self, *directions: str) -> None:
+        """Hold the data of `directions` (UP: client to server, DOWN: server to client; default both)."""
+        self._call(self._set_flowing(False, directions or (UP, DOWN)))
 
     def resume(self) -> None:
-        self._call(self._set_flowing(True))
+        self._call(self._set_flowing(True, (UP, DOWN)))
 
     def refuse(self, on: bool = True) -> None:
         self._call(self._set("_refuse", on))
@@ -98,18 +100,20 @@ class FaultProxy:
         self._loop.run_forever()
 
     async def _serve(self) -> None:
-        self._flowing.set()
+        for event in self._flowing.values():
+            event.set()
         self._server = await asyncio.start_server(self._on_client, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _set(self, name: str, value: object) -> None:
         setattr(self, name, value)
 
-    async def _set_flowing(self, flowing: bool) -> None:
-        if flowing:
-            self._flowing.set()
-        else:
-            self._flowing.clear()
+    async def _set_flowing(self, flowing: bool, directions: tuple[str, ...]) -> None:
+        for direction in directions:
+            if flowing:
+                self._flowing[direction].set()
+            else:
+                self._flowing[direction].clear()
 
     async def _shut_down(self) -> None:
         self._server.close()
@@ -141,21 +145,23 @@ class FaultProxy:
             return
         self._transports.add(server_writer.transport)
         await asyncio.gather(
-            self._pump(client_reader, server_writer), self._pump(server_reader, client_writer), return_exceptions=True
+            self._pump(client_reader, server_writer, self._flowing[UP]),
+            self._pump(server_reader, client_writer, self._flowing[DOWN]),
+            return_exceptions=True,
         )
         for writer in (client_writer, server_writer):
             self._transports.discard(writer.transport)
             writer.close()
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flowing: asyncio.Event) -> None:
         try:
             while chunk := await reader.read(CHUNK):
-                await self._flowing.wait()
+                await flowing.wait()
                 if self._latency:
                     await asyncio.sleep(self._latency)
                 if self._bytes_per_second:
                     await asyncio.sleep(len(chunk) / self._bytes_per_second)
-                await self._flowing.wait()  # a stall that began meanwhile holds this chunk too
+                await flowing.wait()  # a stall that began meanwhile holds this chunk too
                 writer.write(chunk)
                 await writer.drain()
         finally:

@@ -1,5 +1,7 @@
 """A private two-node cluster: stop the node the members are connected to; group traffic flows through the other.
 
+The members use `queue_lease=0` (exclusive queues): a leased queue lives on its node and waits for it to return.
+
 Members run in two other OS processes with `host=[A, B]`, so they connect to A; the sender uses `host=[B, A]`.
 After `stop_app` on A, the members reconnect to B, declare their queues again under the same names, re-bind their
 group, and answer group messages again.
@@ -32,7 +34,8 @@ def member_process(hosts: list[str], group: str, names, ready) -> None:
     """Joins `group` and answers every group message on its `reply_to` channel until told to stop."""
 
     async def main() -> None:
-        layer = RabbitmqChannelLayer(host=hosts, heartbeat=5, connect_timeout=2)
+        # queue_lease=0: an exclusive queue fails over at once; a leased one waits for its node (deployment.md)
+        layer = RabbitmqChannelLayer(host=hosts, heartbeat=5, connect_timeout=2, queue_lease=0)
         channel = await layer.new_channel()
         await layer.group_add(group, channel)
         names.put(channel)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -10,7 +12,7 @@ import pytest
 from channels_rabbitmq_threaded import BrokerUnavailable
 
 from .conftest import HOST
-from .fault_proxy import FaultProxy
+from .fault_proxy import DOWN, UP, FaultProxy
 
 
 def through(proxy: FaultProxy) -> str:
@@ -43,3 +45,69 @@ async def test_a_blackholed_only_host_fails_the_call_with_the_reason(proxy: Faul
     sender = make_layer(host=through(proxy), connect_timeout=1)
     with pytest.raises(BrokerUnavailable, match=r"(?i)timeout|timed out"):
         await sender.send("specific.channels_000000000000!x", {"type": "nobody"})
+
+
+async def receive_all(layer, channel: str, count: int) -> list[int]:
+    return [(await asyncio.wait_for(layer.receive(channel), 30))["n"] for _ in range(count)]
+
+
+async def test_messages_waiting_in_the_queue_survive_a_cut(proxy: FaultProxy, make_layer) -> None:
+    """Confirmed sends sit in the receiver's queue while its connection is cut: the leased queue keeps them, and
+    its group binding, for the receiver's next connection. (With `queue_lease=0` they go with the queue.)"""
+    receiver = make_layer(host=through(proxy), heartbeat=0)
+    sender = make_layer()
+    channel = await receiver.new_channel()
+    await receiver.group_add("survivors", channel)
+    proxy.stall()  # the receiver's connection hangs: what is sent now waits in its queue at the broker
+    for n in range(5):
+        await sender.send(channel, {"type": "direct", "n": n})  # confirmed: the broker has it in the queue
+    for n in range(5, 10):
+        await sender.group_send("survivors", {"type": "group", "n": n})
+    proxy.reset()  # the connection is cut; the layer reconnects through the proxy
+    proxy.resume()
+    assert await receive_all(receiver, channel, 10) == list(range(10))
+
+
+async def test_deliveries_whose_ack_was_lost_are_not_received_twice(proxy: FaultProxy, make_layer, caplog) -> None:
+    """Routed and acknowledged, but the acks never reach RabbitMQ before the cut: it delivers them again."""
+    caplog.set_level(logging.INFO)
+    receiver = make_layer(host=through(proxy), heartbeat=0)
+    sender = make_layer()
+    channel = await receiver.new_channel()
+    proxy.stall(UP)  # deliveries come down; the acks going up are held
+    for n in range(5):
+        await sender.send(channel, {"type": "direct", "n": n})
+    assert await receive_all(receiver, channel, 5) == list(range(5))
+    proxy.reset()  # the acks are lost: RabbitMQ redelivers all five to the new connection
+    proxy.resume()
+    await sender.send(channel, {"type": "after", "n": 5})
+    assert await receive_all(receiver, channel, 1) == [5]  # not a copy of 0-4
+    assert [r.count for r in caplog.records if getattr(r, "event", "") == "copy_dropped"][-1:] == [5]
+
+
+@pytest.mark.parametrize("call", ["send", "group_send", "send_sync"])
+async def test_a_cut_between_publish_and_confirm_is_invisible_to_the_caller(
+    proxy: FaultProxy, make_layer, call: str
+) -> None:
+    """The confirm is lost with the connection: the layer publishes again (same id), the receiver drops the copy."""
+    receiver = make_layer()
+    sender = make_layer(host=through(proxy), heartbeat=0)
+    channel = await receiver.new_channel()
+    await receiver.group_add("confirmed", channel)
+    await sender.send(channel, {"type": "warm-up", "n": -1})  # the sender's connection is open
+    assert await receive_all(receiver, channel, 1) == [-1]
+    proxy.stall(DOWN)  # the publish goes up; its confirm does not come down
+    message = {"type": "once", "n": 0}
+    if call == "send":
+        sending = asyncio.ensure_future(sender.send(channel, message))
+    elif call == "group_send":
+        sending = asyncio.ensure_future(sender.group_send("confirmed", message))
+    else:
+        sending = asyncio.ensure_future(asyncio.to_thread(sender.send_sync, channel, message))
+    assert await receive_all(receiver, channel, 1) == [0]  # delivered; the sender still waits for the confirm
+    assert not sending.done()
+    proxy.reset()
+    proxy.resume()
+    await asyncio.wait_for(sending, 30)  # no ConfirmLost: published again on the new connection, and confirmed
+    await sender.send(channel, {"type": "after", "n": 1})
+    assert await receive_all(receiver, channel, 1) == [1]  # the copy of 0 was dropped
