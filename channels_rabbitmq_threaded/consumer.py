@@ -349,8 +349,8 @@ class ConsumerSide:
         if self._window.is_copy(props.message_id):  # redelivered after a cut, or re-published: the original came
             channel.basic_ack(tag)
             copies = self._window.recent.copies
-            message = "Dropped a copy of message %s, received already (%d copies so far)"
-            logger.info(message, props.message_id, copies, extra={"event": "copy_dropped", "count": copies})
+            text = "Dropped a copy of message %s, received already (%d copies so far)"
+            logger.info(text, props.message_id, copies, extra={"event": "copy_dropped", "count": copies})
             return
         try:
             recipient, message = decode(body, self.settings.fernet)
