@@ -15,15 +15,18 @@ What a caller is told, by what it waited for and how the connection ended:
 
 | waiting for                      | connection lost (it reconnects)                         | layer closed |
 |----------------------------------|---------------------------------------------------------|--------------|
-| `BIND` (`group_add`)             | BrokerUnavailable: the membership is kept, re-bound      | LayerClosed  |
+| `BIND` (`group_add`)             | answered again on the next connection, once re-bound (`resend`) | LayerClosed |
 | `PURGE` (`flush`)                | BrokerUnavailable: flush() did not finish                | LayerClosed  |
 | `DECLARE` (normal `send`)        | sent again on the next connection (`resend`)             | LayerClosed  |
 | `CONFIRM` (`send`, `group_send`) | published again, same message id, on the next connection (`resend`) | LayerClosed |
 
-A publish is sent again rather than failed because a cut shorter than `connect_timeout` must be invisible to its
-caller: `resend` parks it in the link's `ParkedRequests`, which runs it on the next connection or, after
-`connect_timeout`, fails it (`ConfirmLost` for one that was published: it may or may not have been delivered). The
-copy carries the message id of the original, so a receiver that had the original drops it (`dedup.py`).
+A publish or a `group_add` is sent again rather than failed because a cut shorter than `connect_timeout` must be
+invisible to its caller: `resend` parks it in the link's `ParkedRequests`, which runs it on the next connection or,
+after `connect_timeout`, fails it (`ConfirmLost` for a publish that went out: it may or may not have been
+delivered; `BrokerUnavailable` otherwise). A publish's copy carries the message id of the original, so a receiver
+that had the original drops it (`dedup.py`). A `group_add` run again finds its membership kept and its group bound
+again by the reconnect's setup, so it is answered as soon as the link is ready; a `group_discard` made meanwhile
+was parked after it and runs after it.
 
 `fail_all(exc)` answers everything with one exception (the I/O thread died); `fail(kind, exc)` answers one kind
 (publishes blocked by an alarm for too long). Each request is answered exactly once: whoever takes it out of the
@@ -58,7 +61,7 @@ class Ending(enum.Enum):
 
 
 _AFTER_LOSS: dict[Waiting, tuple[type[BrokerUnavailable], str] | None] = {  # None: sent again
-    Waiting.BIND: (BrokerUnavailable, "the membership is kept and its binding restored on reconnect"),
+    Waiting.BIND: None,
     Waiting.PURGE: (BrokerUnavailable, "flush() did not finish: call it again"),
     Waiting.DECLARE: None,
     Waiting.CONFIRM: None,

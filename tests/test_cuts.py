@@ -69,7 +69,7 @@ CALLS: dict[str, tuple[str, str, Call]] = {  # the side, its method that sends t
     "normal-queue declare": ("publisher", "publish", lambda layer, channel: layer.send("jobs.cut", {"type": "job"})),
     "publish": ("publisher", "publish", lambda layer, channel: layer.send(channel, {"type": "once"})),
 }
-SENT_AGAIN = {"normal-queue declare", "publish"}  # publishes are sent again on the next connection
+SENT_AGAIN = {"normal-queue declare", "publish", "group_add"}  # run again on the next connection
 
 
 @pytest.mark.parametrize("name", list(CALLS))

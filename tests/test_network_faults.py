@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -111,3 +111,29 @@ async def test_a_cut_between_publish_and_confirm_is_invisible_to_the_caller(
     await asyncio.wait_for(sending, 30)  # no ConfirmLost: published again on the new connection, and confirmed
     await sender.send(channel, {"type": "after", "n": 1})
     assert await receive_all(receiver, channel, 1) == [1]  # the copy of 0 was dropped
+
+
+FAULTS: dict[str, Callable[[FaultProxy], None]] = {
+    "latency": lambda proxy: proxy.latency(0.2),
+    "throttle": lambda proxy: proxy.throttle(20_000),
+    "stall": lambda proxy: proxy.stall(),
+    "reset": lambda proxy: proxy.reset(),
+    "refuse": lambda proxy: (proxy.refuse(True), proxy.reset()),
+    "blackhole": lambda proxy: (proxy.blackhole(True), proxy.reset()),
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+async def test_group_add_and_a_waiting_receive_ride_out_each_fault(proxy: FaultProxy, make_layer, fault: str) -> None:
+    """A second of each fault on the member's connections, while it joins a group and a receive() waits."""
+    member = make_layer(host=through(proxy), heartbeat=2)
+    sender = make_layer()
+    channel = await member.new_channel()
+    waiting = asyncio.ensure_future(member.receive(channel))
+    FAULTS[fault](proxy)
+    adding = asyncio.ensure_future(member.group_add("ride-out", channel))
+    await asyncio.sleep(1)
+    proxy.clear()
+    await asyncio.wait_for(adding, 15)  # shorter than connect_timeout: the caller sees no fault
+    await sender.group_send("ride-out", {"type": "joined", "n": 0})
+    assert (await asyncio.wait_for(waiting, 15))["n"] == 0
