@@ -31,9 +31,11 @@ class BrokerRefused(BrokerUnavailable):
 
 
 class ConfirmLost(BrokerUnavailable):
-    """The connection died after a message was published and before RabbitMQ confirmed it.
+    """A message was published, and RabbitMQ's confirm did not come within `connect_timeout`.
 
-    The message may or may not have been delivered (the layer is at-most-once: it never re-sends it).
+    The connection died before the confirm and no new one came in time (a shorter cut is invisible: the layer
+    publishes the message again), or a resource alarm blocked publishing that long. The message may or may not have
+    been delivered; it is never delivered twice (receivers drop copies by message id).
     """
 
 

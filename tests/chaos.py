@@ -1,6 +1,6 @@
 """Chaos: mixed traffic while a seeded random schedule of network faults hits every connection.
 
-    python -m tests.chaos [--seconds 300] [--seed N]      (against the broker at AMQP_URL, through fault proxies)
+    python -m tests.chaos [--seconds 300] [--seed N] [--queue-lease S]   (the broker at AMQP_URL, through proxies)
 
 Two receiver processes each hold a layer (through a `FaultProxy` of their own) with three channels, every channel
 in the group `chaos-all` and in its process's group `chaos-<n>`. The driver process sends through a third proxy:
@@ -47,11 +47,11 @@ def through(port: int) -> str:
 # -- receivers (other processes) -------------------------------------------------------------------------------------
 
 
-def receiver(index: int, port: int, names: Any, stop: Any, results: Any) -> None:
+def receiver(index: int, port: int, lease: float, names: Any, stop: Any, results: Any) -> None:
     from channels_rabbitmq_threaded import RabbitmqChannelLayer
 
     async def main() -> None:
-        layer = RabbitmqChannelLayer(host=through(port), **OPTIONS)
+        layer = RabbitmqChannelLayer(host=through(port), queue_lease=lease, **OPTIONS)
         channels = [await layer.new_channel() for _ in range(CHANNELS_EACH)]
         for channel in channels:
             for group in ("chaos-all", f"chaos-{index}"):
@@ -236,7 +236,7 @@ def count(calls: list[Call], received: list[tuple[str, str, int]], now: float) -
     return totals
 
 
-def run(seconds: float, seed: int, quiet: float = 15) -> Totals:
+def run(seconds: float, seed: int, quiet: float = 15, lease: float = 60) -> Totals:
     from channels_rabbitmq_threaded import RabbitmqChannelLayer
 
     port = urlsplit(HOST).port or 5672
@@ -244,7 +244,7 @@ def run(seconds: float, seed: int, quiet: float = 15) -> Totals:
     context = multiprocessing.get_context("spawn")
     names, results, stop = context.Queue(), context.Queue(), context.Event()
     workers = [
-        context.Process(target=receiver, args=(index, proxies[index].port, names, stop, results))
+        context.Process(target=receiver, args=(index, proxies[index].port, lease, names, stop, results))
         for index in range(RECEIVERS)
     ]
     for worker in workers:
@@ -284,8 +284,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=300)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--queue-lease", type=float, default=60, help="the receivers' (0: exclusive queues)")
     args = parser.parse_args()
-    print(run(args.seconds, args.seed).report(args.seconds, args.seed))
+    print(run(args.seconds, args.seed, lease=args.queue_lease).report(args.seconds, args.seed))
 
 
 if __name__ == "__main__":

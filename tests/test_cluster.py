@@ -1,6 +1,7 @@
 """A private two-node cluster: stop the node the members are connected to; group traffic flows through the other.
 
-The members use `queue_lease=0` (exclusive queues): a leased queue lives on its node and waits for it to return.
+The failover members use `queue_lease=0` (exclusive queues): a leased queue lives on its node and waits for it to
+return, which the first test shows.
 
 Members run in two other OS processes with `host=[A, B]`, so they connect to A; the sender uses `host=[B, A]`.
 After `stop_app` on A, the members reconnect to B, declare their queues again under the same names, re-bind their
@@ -10,6 +11,7 @@ group, and answer group messages again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 from collections.abc import Iterator
 
@@ -50,6 +52,34 @@ def member_process(hosts: list[str], group: str, names, ready) -> None:
         await layer.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.timeout(240)
+async def test_a_leased_queue_waits_for_its_node_and_comes_back_with_its_groups(cluster) -> None:
+    """Runs first (the next test stops A for good): A stops and starts again; the member consumes again."""
+    a, _b, (port_a, port_b) = cluster
+    url_a, url_b = (f"amqp://guest:guest@127.0.0.1:{port}/%2F" for port in (port_a, port_b))
+    member = RabbitmqChannelLayer(host=[url_a, url_b], heartbeat=5, connect_timeout=2)  # queue_lease: the default
+    sender = RabbitmqChannelLayer(host=[url_b, url_a], connect_timeout=2)
+    try:
+        channel = await member.new_channel()
+        await member.group_add("leased", channel)
+        await sender.group_send("leased", {"type": "before"})
+        assert (await asyncio.wait_for(member.receive(channel), 10))["type"] == "before"
+        await asyncio.to_thread(a.ctl, "stop_app")  # the queue's node goes; B says its home node is down
+        await asyncio.to_thread(a.ctl, "start_app")
+        waiting = asyncio.ensure_future(member.receive(channel))
+        for _ in range(120):  # probes, until the member consumes its queue again (at most 60 s)
+            with contextlib.suppress(RabbitmqLayerError):
+                await sender.group_send("leased", {"type": "after"})
+            done, _ = await asyncio.wait({waiting}, timeout=0.5)
+            if done:
+                break
+        assert waiting.done() and waiting.result()["type"] == "after"  # through the binding the group kept
+        assert await member.group_send("leased", {"type": "self"}) is None
+    finally:
+        await sender.close()
+        await member.close()
 
 
 @pytest.mark.timeout(240)
