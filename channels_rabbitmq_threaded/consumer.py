@@ -105,7 +105,8 @@ class ConsumerSide:
         self._exclusive_tag = ""  # the consumer tag of this process's own queue
         self._delayed = DelayedUnbinds(ioloop, settings.group_unbind_delay, self.unbind)
         self._closing = False  # close() is unbinding before it stops the link
-        self._window = DeliveryWindow()  # ids received lately: a redelivered or re-published copy is dropped
+        self.window = DeliveryWindow()  # ids received lately: a redelivered or re-published copy is dropped
+        self.received = 0  # deliveries since start (a figure for stats())
         self._stale: set[str] = set()  # groups to unbind once reconnected (a leased queue keeps its bindings)
         self.link.inflight.on_end(self._reset)
 
@@ -114,7 +115,7 @@ class ConsumerSide:
         self._binds.clear()
         self._purges_in_flight = 0
         self._normal_consumers.clear()
-        self._window.connection_ended()
+        self.window.connection_ended()
         if self.settings.queue_lease:  # the queue and its bindings outlive the connection: unbind these once back
             self._stale.update(self._delayed.pending())
         self._delayed.clear()  # an exclusive queue's bindings die with it; only groups with members are bound again
@@ -291,7 +292,7 @@ class ConsumerSide:
         )
 
     def ack(self, tags: list[int]) -> None:
-        self._window.acked(tags)
+        self.window.acked(tags)
         if tags and self.link.channel_open:
             for tag in tags:
                 self.link.channel.basic_ack(tag)
@@ -343,14 +344,12 @@ class ConsumerSide:
     @guarded
     def _on_delivery(self, channel: Any, method: pika.spec.Basic.Deliver, props: Any, body: bytes) -> None:
         tag: int = method.delivery_tag  # type: ignore[assignment]
+        self.received += 1
         if self._purges_in_flight:
             channel.basic_ack(tag)  # sent before a flush's purge: flush() promises it is never delivered
             return
-        if self._window.is_copy(props.message_id):  # redelivered after a cut, or re-published: the original came
+        if self.window.is_copy(props.message_id):  # redelivered after a cut, or re-published: logged, dropped
             channel.basic_ack(tag)
-            copies = self._window.recent.copies
-            text = "Dropped a copy of message %s, received already (%d copies so far)"
-            logger.info(text, props.message_id, copies, extra={"event": "copy_dropped", "count": copies})
             return
         try:
             recipient, message = decode(body, self.settings.fernet)
@@ -365,9 +364,9 @@ class ConsumerSide:
             return
         normal = method.consumer_tag != self._exclusive_tag  # from a normal channel's queue
         if normal and not self._accept_normal_delivery(channel, method, recipient.name, len(body)):
-            self._window.not_kept(props.message_id)
+            self.window.not_kept(props.message_id)
             return
-        self._window.routed(tag, props.message_id)
+        self.window.routed(tag, props.message_id)
         self._hub.deliver(tag, recipient, message)
         if normal:
             self.stop_idle_normal_consumers()

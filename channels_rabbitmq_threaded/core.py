@@ -23,6 +23,7 @@ import os
 import reprlib
 import secrets
 import threading
+import time
 import weakref
 from typing import Any, ClassVar
 
@@ -32,9 +33,10 @@ from channels.layers import BaseChannelLayer
 from .bridge import LoopReply, ThreadReply, Waiter
 from .config import Settings, is_process_specific, positive_seconds
 from .envelope import FLUSH_GROUP, Recipient, encode
-from .errors import LayerClosed, MessageTooLarge, RabbitmqLayerError
+from .errors import BrokerUnavailable, LayerClosed, MessageTooLarge, RabbitmqLayerError
 from .io_thread import IOThread
 from .requests import AwaitReady, Flush, Forget, GroupAdd, GroupDiscard, Publish, PutBack, Request, Stop, Take
+from .stats import CallStats, LayerStats, idle
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +87,7 @@ class RabbitmqChannelLayer(BaseChannelLayer):
         self._io_thread: IOThread | None = None
         self._start_lock = threading.Lock()
         self._closed = False
+        self._calls = CallStats()
         _all_layers.add(self)
 
     # -- the Channels API -----------------------------------------------------------------------------------------
@@ -105,7 +108,11 @@ class RabbitmqChannelLayer(BaseChannelLayer):
         I/O thread has it, and a full queue is logged as a dropped message instead of raising ChannelFull.
         """
         publish = self._send_request(channel, message)
-        if not self._sent_unwaited(publish) and not await self._ask(publish):
+        if self._sent_unwaited(publish):
+            return
+        with self._calls.timing("send") as answers:
+            answers.append(await self._ask(publish))
+        if not answers[0]:
             raise ChannelFull(channel)
 
     def send_sync(self, channel: str, message: dict[str, Any], timeout: float | None = None) -> None:
@@ -120,7 +127,11 @@ class RabbitmqChannelLayer(BaseChannelLayer):
         self._refuse_on_a_running_loop("send_sync")
         _check_timeout(timeout)
         publish = self._send_request(channel, message)
-        if not self._sent_unwaited(publish) and not self._ask_sync(publish, timeout):
+        if self._sent_unwaited(publish):
+            return
+        with self._calls.timing("send") as answers:
+            answers.append(self._ask_sync(publish, timeout))
+        if not answers[0]:
             raise ChannelFull(channel)
 
     def _send_request(self, channel: str, message: dict[str, Any]) -> Publish:
@@ -163,7 +174,8 @@ class RabbitmqChannelLayer(BaseChannelLayer):
         """Send `message` to every member of `group`, in every process. Never raises ChannelFull."""
         publish = self._group_send_request(group, message)
         if not self._sent_unwaited(publish):
-            await self._ask(publish)  # a nack (a member's queue full) is logged as a drop by the I/O thread
+            with self._calls.timing("group_send") as answers:  # a nack (a member's queue full) is logged as a drop
+                answers.append(await self._ask(publish))
 
     def group_send_sync(self, group: str, message: dict[str, Any], timeout: float | None = None) -> None:
         """`group_send` for code with no event loop; see `send_sync`."""
@@ -171,7 +183,8 @@ class RabbitmqChannelLayer(BaseChannelLayer):
         _check_timeout(timeout)
         publish = self._group_send_request(group, message)
         if not self._sent_unwaited(publish):
-            self._ask_sync(publish, timeout)
+            with self._calls.timing("group_send") as answers:
+                answers.append(self._ask_sync(publish, timeout))
 
     def _group_send_request(self, group: str, message: dict[str, Any]) -> Publish:
         self.require_valid_group_name(group)
@@ -201,6 +214,39 @@ class RabbitmqChannelLayer(BaseChannelLayer):
             io_thread.submit(Stop(reply=reply))
             with contextlib.suppress(RabbitmqLayerError):  # the thread ended on its own meanwhile: closed anyway
                 await reply.future
+
+    # -- watching the layer -------------------------------------------------------------------------------------
+
+    def stats(self) -> LayerStats:
+        """A snapshot of the layer's counters and gauges, cheap and safe from any thread (docs/operations.md)."""
+        io_thread = self._io_thread
+        return idle(self._calls) if io_thread is None else io_thread.figures.snapshot(self._calls)
+
+    async def ping(self, timeout: float = 5.0) -> float:
+        """Prove the whole way, as a health check: a message to a new channel of this process, through RabbitMQ and
+        back to receive(). Returns the round trip in seconds; raises `BrokerUnavailable` within `timeout` seconds."""
+        timeout = positive_seconds("timeout", timeout)
+        started = time.perf_counter()
+        try:
+            await asyncio.wait_for(self._round_trip(), timeout)
+        except asyncio.TimeoutError:
+            stats = self.stats()
+            links = f"publisher {stats.publisher.state}, consumer {stats.consumer.state}"
+            raise BrokerUnavailable(
+                f"no round trip through RabbitMQ within {timeout:g}s ({links}; last error: "
+                f"{stats.consumer.last_error if stats.consumer.state != 'READY' else stats.publisher.last_error})"
+            ) from None
+        return time.perf_counter() - started
+
+    def ping_sync(self, timeout: float = 5.0) -> float:
+        """`ping` for code with no event loop (a health-check view under WSGI, a management command)."""
+        self._refuse_on_a_running_loop("ping_sync")
+        return asyncio.run(self.ping(timeout))
+
+    async def _round_trip(self) -> None:
+        channel = await self.new_channel("ping")
+        await self.send(channel, {"type": "ping"})
+        await self.receive(channel)
 
     # -- validation -----------------------------------------------------------------------------------------------
 

@@ -23,8 +23,11 @@ Pure state, no I/O: owned by the I/O thread.
 from __future__ import annotations
 
 import itertools
+import logging
 import secrets
 from collections import deque
+
+logger = logging.getLogger(__name__)
 
 WINDOW = 20_000
 
@@ -74,8 +77,14 @@ class DeliveryWindow:
         self._unacked: dict[int, str] = {}  # delivery tag -> message id, routed and not yet acknowledged
 
     def is_copy(self, message_id: str | None) -> bool:
-        """True if a message with this id was received lately (counted in `recent.copies`); else remember it."""
-        return message_id is not None and message_id != "" and not self.recent.first_time(message_id)
+        """True if a message with this id was received lately (counted in `recent.copies`, logged); else remember
+        it."""
+        if not message_id or self.recent.first_time(message_id):
+            return False
+        copies = self.recent.copies
+        text = "Dropped a copy of message %s, received already (%d copies so far)"
+        logger.info(text, message_id, copies, extra={"event": "copy_dropped", "count": copies})
+        return True
 
     def routed(self, tag: int, message_id: str | None) -> None:
         if message_id:

@@ -58,6 +58,7 @@ from .link import STOPPED, Link, guarded
 from .publisher import PublisherSide
 from .requests import AwaitReady, Flush, Forget, GroupAdd, GroupDiscard, Publish, PutBack, Request, Stop, Take
 from .routing import DropReason, Effects, Inbox
+from .stats import Figures
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ class IOThread:
         self._pauses = PauseWatch(self._ioloop, lambda: self._routing.held > 0, self._describe_pause)
         self._normal_queues: set[str] = set()  # normal-channel queues this process sent to or received on: flush()
         self._expiry = ExpiryTimer(self._ioloop, self._routing, self._apply)
+        self.figures = Figures(self._routing, self._consumer, self._publisher, self._drops, lambda: self._routing.held)
         self._stopping = False
         self._stop_request: Stop | None = None
 
@@ -227,7 +229,6 @@ class IOThread:
         self._expiry.schedule()
 
     def deliveries_lost(self) -> None:
-        """The consumer connection ended: its held deliveries can't be acknowledged any more."""
         held = self._routing.discard_held()
         if held and self.settings.queue_lease:  # never acknowledged, so RabbitMQ delivers them again
             logger.debug("%d held message(s) go back to the queue with the connection", held)

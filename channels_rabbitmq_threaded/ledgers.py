@@ -41,8 +41,10 @@ class DropLog:
         self._ioloop = ioloop
         self._counts: dict[DropReason, int] = {}  # drops not yet logged, for each reason whose window is open
         self._timer: Any = None
+        self.totals: dict[str, int] = {}  # drops since start, by reason (a figure for stats())
 
     def log(self, reason: DropReason, detail: str) -> None:
+        self.totals[reason.value] = self.totals.get(reason.value, 0) + 1
         if reason in self._counts:
             self._counts[reason] += 1
             return

@@ -267,6 +267,9 @@ class Link:
         self.channel: Any = None  # the pika Channel of the current connection, once open
         self.blocked: str | None = None  # RabbitMQ's reason while it blocks this connection (resource alarm)
         self.last_error = "not connected yet"  # why the latest attempt failed or the latest connection ended
+        self.last_error_at: float | None = None  # its time.time()
+        self.connects = 0  # connections made ready since start (figures for stats())
+        self.losses = 0  # connections lost since start
         self.parked = ParkedRequests(ioloop, settings.connect_timeout, self._on_park_timeout)
         self._attempt = -1  # attempt n uses host n modulo the number of hosts
         self.url = settings.redacted_host(0)  # the (redacted) URL of the current attempt, for log lines
@@ -350,6 +353,7 @@ class Link:
         if self.state is not CONNECTING:
             return
         self.state = READY
+        self.connects += 1
         self._retry_delay = RECONNECT_FIRST_DELAY
         self._repeats.reset()
         logger.info(
@@ -413,8 +417,10 @@ class Link:
         once per `cause` and then at most once per `REPEAT_LOG_WINDOW` while the same cause repeats (a broker that
         stays down), with the count of the attempts in between; the others go to DEBUG.
         """
+        if self.state is READY:
+            self.losses += 1
         self.state = WAITING
-        self.last_error = reason
+        self.last_error, self.last_error_at = reason, time.time()
         self.inflight.end(Ending.LOST, reason, resend=self.parked.park)
         self._owner.on_lost(reason)
         delay = self._retry_delay * random.uniform(0.5, 1.0)

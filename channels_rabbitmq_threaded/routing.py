@@ -213,6 +213,10 @@ class GroupMembership:
         """The groups with at least one local member: the bindings this process needs."""
         return list(self._members)
 
+    @property
+    def group_count(self) -> int:
+        return len(self._members)
+
     def clear(self) -> list[str]:
         """Drop every membership; returns the groups that had members (to unbind)."""
         groups = list(self._members)
@@ -250,6 +254,8 @@ class Inbox(Generic[W, T]):
         self._sequence = itertools.count()
         self._in_memory = 0  # deliveries held by at least one channel
         self._waiting = 0  # waiters over all channels
+        self.handed_over = 0  # messages handed to receivers since start (a figure for stats())
+        self.put_backs = 0  # messages put back by receivers that could not take them, since start
 
     # -- the delivery side -------------------------------------------------------------------------------------
 
@@ -280,6 +286,7 @@ class Inbox(Generic[W, T]):
         buffer = self._buffer(channel)
         if buffer.messages:
             effects.handoffs.append(self._pop_head(channel, buffer, waiter))
+            self.handed_over += 1
             self._forget_if_empty(channel, buffer)
         else:
             buffer.waiters.append(waiter)
@@ -303,6 +310,7 @@ class Inbox(Generic[W, T]):
     def put_back(self, channel: str, message: Message, expires_at: float, now: float) -> Effects[W, T]:
         """A handed-off message was not taken: give it to the next waiter, or back to the head of its channel."""
         effects: Effects[W, T] = Effects()
+        self.put_backs += 1
         buffer = self._buffer(channel)
         if buffer.waiters:
             self._hand_to_next_waiter(buffer, channel, message, expires_at, effects)
@@ -442,6 +450,7 @@ class Inbox(Generic[W, T]):
         self, buffer: ChannelBuffer[W], channel: str, message: Message, expires_at: float, effects: Effects[W, T]
     ) -> None:
         self._waiting -= 1
+        self.handed_over += 1
         effects.handoffs.append(Handoff(buffer.waiters.popleft(), channel, message, expires_at))
 
     def _bound_channel(self, channel: str, effects: Effects[W, T]) -> None:

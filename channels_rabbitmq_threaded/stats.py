@@ -1,0 +1,186 @@
+"""What `layer.stats()` returns: counters since the layer started and gauges of the moment, read cheaply.
+
+Theory of operation
+-------------------
+Nothing here is on the hot path beyond an integer increment or two. Each figure is kept by the one object that
+owns it, as a plain int that only its owner's thread writes:
+
+| figure | kept by | written on |
+|---|---|---|
+| send and group_send calls: outcomes, durations | `CallStats` (the layer) | callers' threads, locked |
+| deliveries received, copies dropped | `consumer.ConsumerSide` | the I/O thread |
+| messages handed to `receive()`, put back | `routing.Inbox` | the I/O thread |
+| drops, by reason | `ledgers.DropLog` | the I/O thread |
+| connects, losses, state, node, last error | each `link.Link` | the I/O thread |
+| buffered, held, waiting receivers, channels, groups | `routing.Inbox` | the I/O thread |
+| publishes in flight | `publisher.PublisherSide` | the I/O thread |
+
+`Figures` holds references to those owners and reads them when `stats()` is called, from the caller's thread,
+without a lock: an int read is atomic, so each figure is one its owner wrote, and the snapshot as a whole is
+approximate (not taken at one instant), which is all a gauge promises. Call counts are taken under `CallStats`'s
+lock, so they are exact and consistent with each other. Durations go into fixed buckets (Prometheus' default
+ones), so the exporters can show a histogram without keeping samples.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .consumer import ConsumerSide
+    from .ledgers import DropLog
+    from .link import Link
+    from .publisher import PublisherSide
+    from .routing import Inbox
+
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)  # seconds, then +Inf
+CALLS = ("send", "group_send")
+OUTCOMES = ("confirmed", "refused", "failed")  # refused: a full queue (ChannelFull, or a group copy dropped)
+
+
+@dataclass(frozen=True)
+class Durations:
+    """A histogram: `counts[i]` calls took at most `BUCKETS[i]` seconds (cumulative; the last is every call)."""
+
+    counts: tuple[int, ...]
+    sum: float
+
+    @property
+    def count(self) -> int:
+        return self.counts[-1]
+
+
+class CallStats:
+    """Counts and times the send and group_send calls that reached the I/O thread. Any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._outcomes = {(call, outcome): 0 for call in CALLS for outcome in OUTCOMES}
+        self._buckets = {call: [0] * (len(BUCKETS) + 1) for call in CALLS}
+        self._sums = dict.fromkeys(CALLS, 0.0)
+
+    @contextmanager
+    def timing(self, call: str) -> Iterator[list[bool]]:
+        """Time one call; the caller appends False to the yielded list when RabbitMQ refused it (a nack)."""
+        refused: list[bool] = []
+        started = time.perf_counter()
+        outcome = "failed"
+        try:
+            yield refused
+            outcome = "refused" if refused and not refused[0] else "confirmed"
+        finally:
+            self._record(call, outcome, time.perf_counter() - started)
+
+    def _record(self, call: str, outcome: str, seconds: float) -> None:
+        with self._lock:
+            self._outcomes[(call, outcome)] += 1
+            self._buckets[call][bisect.bisect_left(BUCKETS, seconds)] += 1
+            self._sums[call] += seconds
+
+    def read(self) -> tuple[dict[str, int], dict[str, Durations]]:
+        with self._lock:
+            outcomes = {f"{call}_{outcome}": count for (call, outcome), count in self._outcomes.items()}
+            durations = {}
+            for call in CALLS:
+                cumulative, total = [], 0
+                for count in self._buckets[call]:
+                    total += count
+                    cumulative.append(total)
+                durations[call] = Durations(tuple(cumulative), self._sums[call])
+        return outcomes, durations
+
+
+@dataclass(frozen=True)
+class LinkStats:
+    state: str  # a `link.LinkState` name: IDLE, CONNECTING, READY, WAITING, STOPPING, STOPPED
+    url: str  # the node it is connected (or connecting) to, password redacted
+    connects: int  # connections made ready since start
+    losses: int  # connections lost since start (each followed by a reconnect)
+    blocked: str | None  # RabbitMQ's reason while it blocks this connection (resource alarm)
+    last_error: str
+    last_error_at: float | None  # time.time() of the last error, None if none yet
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """One snapshot of a layer; see `docs/operations.md` ("Metrics") for what each figure means."""
+
+    calls: dict[str, int]  # send_confirmed, send_refused, send_failed, group_send_confirmed, ...
+    durations: dict[str, Durations]  # "send", "group_send"
+    deliveries_received: int
+    delivered_to_receivers: int
+    put_backs: int
+    copies_dropped: int
+    drops: dict[str, int]  # by `routing.DropReason` value
+    buffered: int
+    held: int
+    waiting_receivers: int
+    local_channels: int
+    local_groups: int
+    publishes_in_flight: int
+    consumption_paused: bool
+    consumer: LinkStats
+    publisher: LinkStats
+    started: bool = True  # False: the layer has not been used yet (no thread, no connection)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data (for JSON)."""
+        return asdict(self)
+
+
+def link_stats(link: Link) -> LinkStats:
+    return LinkStats(
+        state=link.state.name,
+        url=link.url,
+        connects=link.connects,
+        losses=link.losses,
+        blocked=link.blocked,
+        last_error=link.last_error,
+        last_error_at=link.last_error_at,
+    )
+
+
+@dataclass
+class Figures:
+    """The owners of the I/O thread's figures (`io_thread.IOThread` makes one), read by `snapshot` from any thread."""
+
+    routing: Inbox[Any, int]
+    consumer: ConsumerSide
+    publisher: PublisherSide
+    drops: DropLog
+    paused: Any  # a callable: True while consumption is paused
+
+    def snapshot(self, calls: CallStats) -> LayerStats:
+        outcomes, durations = calls.read()
+        routing = self.routing
+        return LayerStats(
+            calls=outcomes,
+            durations=durations,
+            deliveries_received=self.consumer.received,
+            delivered_to_receivers=routing.handed_over,
+            put_backs=routing.put_backs,
+            copies_dropped=self.consumer.window.recent.copies,
+            drops=dict(self.drops.totals),
+            buffered=routing.in_memory,
+            held=routing.held,
+            waiting_receivers=routing.waiting,
+            local_channels=routing.channel_count(),
+            local_groups=routing.membership.group_count,
+            publishes_in_flight=self.publisher.backlog(),
+            consumption_paused=bool(self.paused()),
+            consumer=link_stats(self.consumer.link),
+            publisher=link_stats(self.publisher.link),
+        )
+
+
+def idle(calls: CallStats) -> LayerStats:
+    """The stats of a layer not used yet (its I/O thread has not started)."""
+    never = LinkStats("IDLE", "", 0, 0, None, "not connected yet", None)
+    outcomes, durations = calls.read()
+    return LayerStats(outcomes, durations, 0, 0, 0, 0, {}, 0, 0, 0, 0, 0, 0, False, never, never, started=False)
