@@ -25,6 +25,8 @@ setup(
     ],
     extras_require={
         "cryptography": ["cryptography>=3.4"],
+        "prometheus": ["prometheus_client>=0.17"],
+        "health": ["django-health-check>=4"],
         "example": ["daphne>=4", "gunicorn>=21", "celery>=5.3", "uvicorn[standard]>=0.30"],
         "tests": [
             "pytest>=8",
@@ -33,6 +35,8 @@ setup(
             "ruff>=0.6",
             "cryptography>=3.4",
             "websockets>=14",
+            "prometheus_client>=0.17",
+            "django-health-check>=4",
             "playwright>=1.40",
             "daphne>=4",
             "gunicorn>=21",

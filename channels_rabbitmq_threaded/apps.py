@@ -1,5 +1,9 @@
-"""The Django app (optional): `INSTALLED_APPS += ["channels_rabbitmq_threaded"]` registers the system checks of
-`checks.py`. The layer works without it."""
+"""The Django app, optional: the layer works without it.
+
+Theory of operation: with `"channels_rabbitmq_threaded"` in `INSTALLED_APPS`, Django finds this module's one
+`AppConfig` and calls its `ready()` once the apps are loaded; importing `checks` there registers the system checks,
+which Django then runs at `manage.py check` and at server start. Nothing connects to RabbitMQ.
+"""
 
 from __future__ import annotations
 

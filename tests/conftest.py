@@ -188,3 +188,23 @@ def client_ssl_context(certificates: Path) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=str(certificates / "ca.cert"))
     context.load_cert_chain(str(certificates / "client.certchain"), str(certificates / "client.key"))
     return context
+
+
+def configure_django() -> None:
+    """Django settings for the tests that run Django code in this process (once per process; every such module
+    calls this, so the first one imported decides, and they all get the same)."""
+    import django
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(
+            INSTALLED_APPS=["channels"],
+            USE_TZ=True,
+            CHANNEL_LAYERS={
+                "default": {
+                    "BACKEND": "channels_rabbitmq_threaded.core.RabbitmqChannelLayer",
+                    "CONFIG": {"host": HOST, "groups_exchange": TEST_EXCHANGE},
+                }
+            },
+        )
+        django.setup()

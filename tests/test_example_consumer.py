@@ -4,28 +4,16 @@ from __future__ import annotations
 
 import sys
 
-import django
 from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
-from django.conf import settings
 from django.urls import path
 
-from .conftest import HOST, ROOT, TEST_EXCHANGE
+from .conftest import ROOT, configure_django
 
-if not settings.configured:
-    settings.configure(
-        INSTALLED_APPS=["channels"],
-        CHANNEL_LAYERS={
-            "default": {
-                "BACKEND": "channels_rabbitmq_threaded.core.RabbitmqChannelLayer",
-                "CONFIG": {"host": HOST, "groups_exchange": TEST_EXCHANGE},
-            }
-        },
-    )
-    django.setup()
+configure_django()
 sys.path.insert(0, str(ROOT / "docs" / "example"))
-from chat.consumers import RoomConsumer
+from chat.consumers import RoomConsumer  # noqa: E402 - after the settings and the path it needs
 
 application = URLRouter([path("ws/rooms/<slug:room>/", RoomConsumer.as_asgi())])
 

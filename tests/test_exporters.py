@@ -1,0 +1,113 @@
+"""The exporters read `stats()` after real traffic, a drop and a reconnect: a `prometheus_client` registry scraped
+as Prometheus would, and the django-health-check check against a live and an unreachable broker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from channels.layers import channel_layers
+from health_check.exceptions import ServiceUnavailable
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from channels_rabbitmq_threaded import RabbitmqChannelLayer
+from channels_rabbitmq_threaded.health import ChannelLayer
+from channels_rabbitmq_threaded.prometheus import LayerCollector, channels_layers
+
+from .conftest import broker_ctl, configure_django
+from .private_node import free_port
+
+configure_django()  # django-health-check's exceptions read settings
+
+
+@pytest.fixture
+def registered() -> Iterator[dict[str, RabbitmqChannelLayer]]:
+    """Layers put where Channels keeps the ones it built (`channel_layers.backends`), removed afterwards."""
+    added: dict[str, RabbitmqChannelLayer] = {}
+    yield added
+    for alias in added:
+        channel_layers.backends.pop(alias, None)
+
+
+def scrape(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of the registry's exposition, parsed back: {(name, labels): value}."""
+    text = generate_latest(registry).decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: dict, name: str, **labels: str) -> float:
+    return samples[(name, tuple(sorted(labels.items())))]
+
+
+async def test_prometheus_exposes_calls_durations_drops_links_and_a_reconnect(make_layer, registered) -> None:
+    layer = make_layer()
+    registered["crt-test"] = channel_layers.backends["crt-test"] = layer
+    registry = CollectorRegistry()
+    registry.register(LayerCollector())  # Channels' own layers, by alias
+    channel = await layer.new_channel()
+    await layer.group_add("metered", channel)
+    for n in range(3):
+        await layer.send(channel, {"type": "direct", "n": n})
+    await layer.group_send("metered", {"type": "group"})
+    await layer.send("specific.channels_000000000000!gone", {"type": "nobody"})  # returned: an unroutable drop
+    for _ in range(4):
+        await layer.receive(channel)
+    listing = await asyncio.to_thread(broker_ctl, "-q", "list_connections", "pid", "client_properties")
+    pid = next(line.split()[0] for line in listing.splitlines() if f"{layer.queue_name} consumer" in line)
+    await asyncio.to_thread(broker_ctl, "close_connection", pid, "test: a reconnect")
+    for _ in range(100):
+        if layer.stats().consumer.losses == 1 and layer.stats().consumer.state == "READY":
+            break
+        await asyncio.sleep(0.1)
+    for _ in range(50):
+        if layer.stats().drops.get("unroutable"):
+            break
+        await asyncio.sleep(0.05)
+
+    samples = scrape(registry)
+    alias = {"alias": "crt-test"}
+    assert value(samples, "channels_rabbitmq_calls_total", call="send", outcome="confirmed", **alias) == 4
+    assert value(samples, "channels_rabbitmq_calls_total", call="group_send", outcome="confirmed", **alias) == 1
+    assert value(samples, "channels_rabbitmq_call_duration_seconds_count", call="send", **alias) == 4
+    assert value(samples, "channels_rabbitmq_call_duration_seconds_bucket", call="send", le="+Inf", **alias) == 4
+    assert value(samples, "channels_rabbitmq_dropped_messages_total", reason="unroutable", **alias) == 1
+    assert value(samples, "channels_rabbitmq_delivered_to_receivers_total", **alias) == 4
+    assert value(samples, "channels_rabbitmq_link_losses_total", link="consumer", **alias) == 1
+    assert value(samples, "channels_rabbitmq_link_connects_total", link="consumer", **alias) == 2
+    assert value(samples, "channels_rabbitmq_local_groups", **alias) == 1
+    up = [
+        v
+        for (name, labels), v in samples.items()
+        if name == "channels_rabbitmq_link_up" and ("link", "consumer") in labels
+    ]
+    assert up == [1]
+    label_values = {v for (_name, labels) in samples for _key, v in labels}
+    assert not any(channel in v or "metered" in v for v in label_values)  # never a channel or a group name
+
+
+def test_the_default_collector_watches_only_this_backend(make_layer, registered) -> None:
+    ours = make_layer()
+    registered["crt-ours"] = channel_layers.backends["crt-ours"] = ours
+    registered["crt-other"] = channel_layers.backends["crt-other"] = object()  # type: ignore[assignment]
+    assert channels_layers()["crt-ours"] is ours and "crt-other" not in channels_layers()
+
+
+async def test_the_health_check_pings_through_the_broker(make_layer, registered) -> None:
+    registered["crt-live"] = channel_layers.backends["crt-live"] = make_layer()
+    await ChannelLayer(alias="crt-live").run()  # no exception: healthy
+
+
+async def test_the_health_check_reports_an_unreachable_broker_within_its_timeout(make_layer, registered) -> None:
+    dead = make_layer(host=f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F", connect_timeout=1)
+    registered["crt-dead"] = channel_layers.backends["crt-dead"] = dead
+    with pytest.raises(ServiceUnavailable, match="the channel layer"):
+        await asyncio.wait_for(ChannelLayer(alias="crt-dead").run(), 30)  # the outer bound only catches a hang
+    registered["crt-other"] = channel_layers.backends["crt-other"] = object()  # type: ignore[assignment]
+    with pytest.raises(ServiceUnavailable, match="not a channels_rabbitmq_threaded layer"):
+        await ChannelLayer(alias="crt-other").run()
