@@ -16,7 +16,7 @@ import pytest
 from channels_rabbitmq_threaded.config import OPTION_NAMES
 from channels_rabbitmq_threaded.routing import DropReason
 
-from .conftest import ROOT, launch_chromium
+from .conftest import HOST, ROOT, TEST_EXCHANGE, launch_chromium
 
 DOCS = ROOT / "docs"
 
@@ -57,3 +57,48 @@ def test_every_drop_reason_is_in_the_operations_guide_with_its_text() -> None:
     for reason in DropReason:
         if reason is not DropReason.NO_LOCAL_MEMBER:  # logged at DEBUG: an empty group is normal
             assert f"| `{reason.value}` | {reason.text} |" in guide, reason
+
+
+WATCHING_PREAMBLE = f"""
+import django
+from django.conf import settings
+
+settings.configure(
+    INSTALLED_APPS=["channels", "health_check"],
+    USE_TZ=True,
+    ROOT_URLCONF="__main__",
+    ALLOWED_HOSTS=["testserver"],
+    TEMPLATES=[{{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}}],
+    CHANNEL_LAYERS={{"default": {{
+        "BACKEND": "channels_rabbitmq_threaded.core.RabbitmqChannelLayer",
+        "CONFIG": {{"host": {HOST!r}, "groups_exchange": {TEST_EXCHANGE!r}}},
+    }}}},
+)
+django.setup()
+"""
+WATCHING_CHECKS = """
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.http import HttpRequest
+from django.test import Client
+
+layer = get_channel_layer()
+async_to_sync(layer.group_send)("watched", {"type": "traffic"})
+body = metrics(HttpRequest()).content.decode()
+assert 'channels_rabbitmq_calls_total{alias="default",call="group_send",outcome="confirmed"} 1.0' in body, body
+response = Client().get("/health/", HTTP_ACCEPT="application/json")
+assert response.status_code == 200, response.content
+print("DOCS-OK", response.content.decode())
+"""
+
+
+def test_the_watching_section_of_the_operations_guide_runs_as_written(tmp_path: Path) -> None:
+    """Its Python blocks, in order, in one script: stats and ping, the Prometheus view, the health-check URL."""
+    guide = (DOCS / "operations.md").read_text()
+    section = guide.split("## Watching the layer", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    assert len(blocks) == 3
+    script = tmp_path / "watching.py"
+    script.write_text(WATCHING_PREAMBLE + "\n".join(blocks) + WATCHING_CHECKS)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0 and "DOCS-OK" in result.stdout, result.stdout + result.stderr
