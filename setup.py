@@ -27,6 +27,7 @@ setup(
         "cryptography": ["cryptography>=3.4"],
         "prometheus": ["prometheus_client>=0.17"],
         "health": ["django-health-check>=4"],
+        "otel": ["opentelemetry-api>=1.20"],
         "example": ["daphne>=4", "gunicorn>=21", "celery>=5.3", "uvicorn[standard]>=0.30"],
         "tests": [
             "pytest>=8",
@@ -37,6 +38,7 @@ setup(
             "websockets>=14",
             "prometheus_client>=0.17",
             "django-health-check>=4",
+            "opentelemetry-sdk>=1.20",
             "playwright>=1.40",
             "daphne>=4",
             "gunicorn>=21",

@@ -67,6 +67,14 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def channels_layers() -> dict[str, RabbitmqChannelLayer]:
+    """The layers of this backend that Channels has built in this process, by `CHANNEL_LAYERS` alias (what the
+    Prometheus and OpenTelemetry exporters watch by default)."""
+    from channels.layers import channel_layers
+
+    return {alias: layer for alias, layer in channel_layers.backends.items() if isinstance(layer, RabbitmqChannelLayer)}
+
+
 class RabbitmqChannelLayer(BaseChannelLayer):
     """A Channels layer on RabbitMQ whose connection lives in its own thread, so it works from any event loop.
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .core import RabbitmqChannelLayer
+from .core import RabbitmqChannelLayer, channels_layers
 from .stats import BUCKETS, CALLS, OUTCOMES, LayerStats
 
 PREFIX = "channels_rabbitmq"
@@ -37,13 +37,6 @@ COUNTERS = {  # LayerStats field -> help
     "put_backs": "Messages a receive() could not take (cancelled), put back",
     "copies_dropped": "Redelivered or re-published copies of messages received already, dropped",
 }
-
-
-def channels_layers() -> Mapping[str, RabbitmqChannelLayer]:
-    """The layers of this backend that Channels has built in this process, by alias."""
-    from channels.layers import channel_layers
-
-    return {alias: layer for alias, layer in channel_layers.backends.items() if isinstance(layer, RabbitmqChannelLayer)}
 
 
 class LayerCollector(Collector):

@@ -93,11 +93,11 @@ print("DOCS-OK", response.content.decode())
 
 
 def test_the_watching_section_of_the_operations_guide_runs_as_written(tmp_path: Path) -> None:
-    """Its Python blocks, in order, in one script: stats and ping, the Prometheus view, the health-check URL."""
+    """Its Python blocks, in order, in one script: stats and ping, the metrics view, OpenTelemetry, the health URL."""
     guide = (DOCS / "operations.md").read_text()
     section = guide.split("## Watching the layer", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     script = tmp_path / "watching.py"
     script.write_text(WATCHING_PREAMBLE + "\n".join(blocks) + WATCHING_CHECKS)
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=ROOT)

@@ -111,3 +111,46 @@ async def test_the_health_check_reports_an_unreachable_broker_within_its_timeout
     registered["crt-other"] = channel_layers.backends["crt-other"] = object()  # type: ignore[assignment]
     with pytest.raises(ServiceUnavailable, match="not a channels_rabbitmq_threaded layer"):
         await ChannelLayer(alias="crt-other").run()
+
+
+async def test_opentelemetry_reports_by_the_messaging_conventions(make_layer, registered) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from channels_rabbitmq_threaded import otel
+
+    layer = make_layer(remote_capacity=1, local_capacity=1)
+    registered["crt-otel"] = channel_layers.backends["crt-otel"] = layer
+    reader = InMemoryMetricReader()
+    otel.instrument(meter_provider=MeterProvider(metric_readers=[reader]))
+    try:
+        channel = await layer.new_channel()
+        await layer.send(channel, {"type": "one"})
+        await layer.group_send("otel-nobody", {"type": "two"})
+        assert await layer.receive(channel) == {"type": "one"}
+        data = reader.get_metrics_data()
+    finally:
+        otel.uninstrument()
+    points = {
+        metric.name: list(metric.data.data_points)
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    }
+    durations = {p.attributes["messaging.operation.name"]: p for p in points["messaging.client.operation.duration"]}
+    assert durations["send"].count == 1 and durations["group_send"].count == 1
+    assert all(p.attributes["messaging.system"] == "rabbitmq" for p in durations.values())
+    sent = {
+        p.attributes["messaging.operation.name"]: p.value
+        for p in points["messaging.client.sent.messages"]
+        if p.attributes["channels.layer.alias"] == "crt-otel"
+    }
+    assert sent == {"send": 1, "group_send": 1}
+    consumed = [
+        p.value
+        for p in points["messaging.client.consumed.messages"]
+        if p.attributes["channels.layer.alias"] == "crt-otel"
+    ]
+    assert consumed == [1]
+    every_value = {str(v) for series in points.values() for p in series for v in p.attributes.values()}
+    assert channel not in every_value  # never a channel or a group name
