@@ -28,7 +28,14 @@ setup(
         "prometheus": ["prometheus_client>=0.17"],
         "health": ["django-health-check>=4"],
         "otel": ["opentelemetry-api>=1.20"],
-        "example": ["daphne>=4", "gunicorn>=21", "celery>=5.3", "uvicorn[standard]>=0.30"],
+        "example": [
+            "daphne>=4",
+            "gunicorn>=21",
+            "celery>=5.3",
+            "uvicorn[standard]>=0.30",
+            "prometheus_client>=0.17",
+            "django-health-check>=4",
+        ],
         "tests": [
             "pytest>=8",
             "pytest-asyncio>=0.24",

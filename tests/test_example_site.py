@@ -196,6 +196,44 @@ async def test_cutting_every_broker_connection_loses_only_what_the_docs_allow(si
         await client.close()
 
 
+async def test_metrics_and_health_after_traffic(site: Site) -> None:
+    """Each gunicorn worker serves its own layer's metrics: scrape until one shows a confirmed group_send."""
+    http = Browserless(site)
+    for n in range(10):
+        assert (await http.apost("/rooms/metered/messages", text=f"m{n}"))[0] == 200
+    confirmed = 0.0
+    for _ in range(20):
+        body = await asyncio.to_thread(_get, f"{site.http_url}/metrics")
+        confirmed = max(confirmed, _sample(body, 'channels_rabbitmq_calls_total{alias="default",call="group_send",'
+                                                 'outcome="confirmed"}'))  # fmt: skip
+        if confirmed:
+            break
+    assert confirmed >= 1
+    assert _sample(body, 'channels_rabbitmq_link_up{alias="default",link="publisher"') == 1
+    status, health = await asyncio.to_thread(_get_json, f"{site.http_url}/health/")
+    assert status == 200, health
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return response.read().decode()
+
+
+def _get_json(url: str) -> tuple[int, dict]:
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, {"body": error.read().decode()[:2000]}
+
+
+def _sample(exposition: str, prefix: str) -> float:
+    """The value of the first sample line that starts with `prefix` (0 if none)."""
+    line = next((line for line in exposition.splitlines() if line.startswith(prefix)), "")
+    return float(line.rsplit(" ", 1)[1]) if line else 0.0
+
+
 def test_a_real_browser_sees_the_jobs_progress_and_the_chat(site: Site) -> None:
     from playwright.sync_api import sync_playwright
 
