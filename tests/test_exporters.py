@@ -84,7 +84,7 @@ async def test_prometheus_exposes_calls_durations_drops_links_and_a_reconnect(ma
     up = [
         v
         for (name, labels), v in samples.items()
-        if name == "channels_rabbitmq_link_up" and ("link", "consumer") in labels
+        if name == "channels_rabbitmq_link_up" and ("alias", "crt-test") in labels and ("link", "consumer") in labels
     ]
     assert up == [1]
     label_values = {v for (_name, labels) in samples for _key, v in labels}

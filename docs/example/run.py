@@ -138,9 +138,9 @@ def main() -> None:
         site = start_site(args.amqp, args.http_port, args.ws_port)  # stops what it started if interrupted
     except (KeyboardInterrupt, Stopped):
         return
-    print(f"Open {site.http_url}/ (in two windows to see messages go round). Logs: {site.logs}. Ctrl-C stops.")
-    sys.stdout.flush()
-    try:
+    try:  # from here on every signal stops the site: also one that arrives while the line below is printed
+        print(f"Open {site.http_url}/ (in two windows to see messages go round). Logs: {site.logs}. Ctrl-C stops.")
+        sys.stdout.flush()
         while all(process.poll() is None for process in site.processes.values()):
             time.sleep(1)
         print("a process ended; see its log in", site.logs)
