@@ -187,6 +187,16 @@ class Figures:
 
 def idle(calls: CallStats) -> LayerStats:
     """The stats of a layer not used yet (its I/O thread has not started)."""
-    never = LinkStats("IDLE", "", 0, 0, None, "not connected yet", None)
+    never = LinkStats("IDLE", "", 0, 0, blocked=None, last_error="not connected yet", last_error_at=None)
     outcomes, durations = calls.read()
-    return LayerStats(outcomes, durations, 0, 0, 0, 0, {}, 0, 0, 0, 0, 0, 0, False, never, never, started=False)
+    zero = dict.fromkeys(GAUGES_AND_COUNTERS, 0)
+    return LayerStats(
+        calls=outcomes, durations=durations, drops={}, consumption_paused=False, consumer=never, publisher=never,
+        started=False, **zero,
+    )  # fmt: skip
+
+
+GAUGES_AND_COUNTERS = (
+    "deliveries_received", "delivered_to_receivers", "put_backs", "copies_dropped", "buffered", "held",
+    "waiting_receivers", "local_channels", "local_groups", "publishes_in_flight",
+)  # fmt: skip
