@@ -31,6 +31,7 @@ from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
 
 from .bridge import LoopReply, ThreadReply, Waiter
+from .bulk import BulkSends
 from .config import Settings, is_process_specific, positive_seconds
 from .envelope import FLUSH_GROUP, Recipient, encode
 from .errors import BrokerUnavailable, LayerClosed, MessageTooLarge, RabbitmqLayerError
@@ -75,7 +76,7 @@ def channels_layers() -> dict[str, RabbitmqChannelLayer]:
     return {alias: layer for alias, layer in channel_layers.backends.items() if isinstance(layer, RabbitmqChannelLayer)}
 
 
-class RabbitmqChannelLayer(BaseChannelLayer):
+class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
     """A Channels layer on RabbitMQ whose connection lives in its own thread, so it works from any event loop.
 
     Options: all keyword, those of channels_rabbitmq and more; `config.Settings.from_options` takes and checks them

@@ -42,7 +42,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from channels.exceptions import StopConsumer
@@ -122,9 +122,9 @@ class IOThread:
     def is_alive(self) -> bool:
         return self._thread.is_alive()
 
-    def submit(self, request: Request) -> None:
-        """Hand a request to the I/O thread (any thread; never blocks)."""
-        self._funnel.submit(request)
+    def submit(self, *requests: Request) -> None:
+        """Hand requests to the I/O thread, in order, with one wake-up (any thread; never blocks)."""
+        self._funnel.submit(requests)
 
     def submit_unwaited(self, publish: Publish) -> bool:
         """Hand over a publish that nobody will wait for (any thread). False, and nothing done, when the backlog of
@@ -388,8 +388,8 @@ class RequestFunnel:
         self._wake_pending = False
         self._closed: BaseException | None = None  # why the thread ended; set by it as it ends
 
-    def submit(self, request: Request) -> None:
-        self._requests.append(request)
+    def submit(self, requests: Iterable[Request]) -> None:
+        self._requests.extend(requests)
         if self._closed is not None:  # the thread has ended, or is draining for the last time
             self._fail_all(self._closed)
             return

@@ -83,6 +83,14 @@ class CallStats:
             for observe in OBSERVERS:
                 observe(call, outcome, seconds)
 
+    def record_batch(self, call: str, answers: list[Any], seconds: float) -> None:
+        """A bulk call's items: each counted by its outcome, each with the batch's duration."""
+        for answer in answers:
+            refused = answer is False
+            self._record(
+                call, "failed" if isinstance(answer, BaseException) else "refused" if refused else "confirmed", seconds
+            )
+
     def _record(self, call: str, outcome: str, seconds: float) -> None:
         with self._lock:
             self._outcomes[(call, outcome)] += 1
