@@ -53,6 +53,10 @@ _FORMATS: dict[str, Callable[[dict[str, Any]], str]] = {
     "memory": lambda f: f"{f['MB per 10,000 channels']:.1f} MB",
     "raw": lambda f: f"{f['delivered/s']:,.0f} delivered/s ({f['sends/s']:,.0f} sends/s)",
     "idle": lambda f: f"{f['CPU ms per 10 s']:.0f} ms CPU, {f['wake-ups per 10 s']:.0f} wake-ups",
+    "bulk": lambda f: (
+        f"{f['bulk gain']:.1f}x ({f['bulk calls/s']:,.0f} vs {f['one by one calls/s']:,.0f} calls/s);"
+        f" sync {f['sync bulk gain']:.1f}x ({f['sync bulk calls/s']:,.0f} vs {f['sync one by one calls/s']:,.0f})"
+    ),
 }
 
 
@@ -160,6 +164,8 @@ GOALS = [
          ("channels_rabbitmq", "roundtrip", "p99 ms"), 1.0, at_most=True),
     Goal("7 memory per 10,000 grouped channels", "<= channels_rabbitmq", (OURS, "memory", "MB per 10,000 channels"),
          ("channels_rabbitmq", "memory", "MB per 10,000 channels"), 1.0, at_most=True),
+    Goal("10 bulk, async", ">= 10x one awaited group_send per group", (OURS, "bulk", "bulk gain"), None, 10.0),
+    Goal("10 bulk, sync", ">= 10x one group_send_sync per group", (OURS, "bulk", "sync bulk gain"), None, 10.0),
     Goal("idle CPU (ms in 10 s)", "0: below one 10 ms scheduler tick", (OURS, "idle", "CPU ms per 10 s"), None,
          9.999, at_most=True, unit="ms"),
 ]  # fmt: skip

@@ -56,6 +56,7 @@ class Counts:
     round_trips: int = 1000
     channels: int = 10_000
     raw: int = 5000
+    bulk: int = 1000  # groups notified, one message each
     idle_seconds: float = 10.0
 
     @classmethod
@@ -252,6 +253,54 @@ def round_trip(spec: LayerSpec, counts: Counts, context: Context) -> dict[str, A
     return {"p50 ms": statistics.median(timings), "p99 ms": timings[min(len(timings) - 1, int(len(timings) * 0.99))]}
 
 
+# -- 10: bulk sends ---------------------------------------------------------------------------------------------------
+
+
+def bulk(spec: LayerSpec, counts: Counts, context: Context) -> dict[str, Any]:
+    """N per-user groups notified one awaited group_send at a time, then with one group_send_many; the same from a
+    plain thread (group_send_sync, group_send_many_sync). A receiving layer in this process has a channel in each
+    group and takes every message, so "delivered" is checked; the rates are until the sending call(s) returned."""
+    total = counts.bulk
+    sender = spec.build()
+    if not callable(getattr(type(sender), "group_send_many", None)):
+        raise NotApplicable("no group_send_many")
+    receiver = spec.build()
+    items = [(context.name(f"bulk-{n}"), message(n)) for n in range(total)]
+
+    async def join() -> list[str]:
+        channels = [await receiver.new_channel() for _ in range(total)]
+        await asyncio.gather(*(receiver.group_add(group, c) for (group, _), c in zip(items, channels, strict=True)))
+        await sender.group_send(context.name("warm"), {"type": "bench.warm"})
+        return channels
+
+    async def drain(channels: list[str]) -> int:
+        return len(await asyncio.gather(*(receiver.receive(channel) for channel in channels)))
+
+    async def one_by_one() -> None:
+        for group, body in items:
+            await sender.group_send(group, body)
+
+    channels = asyncio.run(join())
+    seconds: dict[str, float] = {}
+    delivered = 0
+    for label, send in (
+        ("one by one", lambda: asyncio.run(one_by_one())),
+        ("bulk", lambda: asyncio.run(sender.group_send_many(items))),
+        ("sync one by one", lambda: [sender.group_send_sync(group, body) for group, body in items]),
+        ("sync bulk", lambda: sender.group_send_many_sync(items)),
+    ):
+        started = time.perf_counter()
+        send()
+        seconds[label] = time.perf_counter() - started
+        delivered += asyncio.run(drain(channels))
+    close_quietly(sender)
+    close_quietly(receiver)
+    figures = {f"{label} calls/s": total / elapsed for label, elapsed in seconds.items()}
+    figures["bulk gain"] = seconds["one by one"] / seconds["bulk"]
+    figures["sync bulk gain"] = seconds["sync one by one"] / seconds["sync bulk"]
+    return figures | {"delivered": delivered, "expected": 4 * total}
+
+
 # -- 7 and the idle check: one process -----------------------------------------------------------------------------
 
 
@@ -440,5 +489,6 @@ SCENARIOS = [
     Scenario("7", "memory", "memory, grouped channels", memory, "MB per 10,000 channels", higher_is_better=False),
     Scenario("8", "raw", "raw pika (confirms, 50 in flight)", raw_pika, "delivered/s", baseline=True),
     Scenario("9", "idle", "idle process", idle, "CPU ms per 10 s", higher_is_better=False),
+    Scenario("10", "bulk", "group_send_many vs one awaited group_send per group", bulk, "bulk gain"),
 ]
 BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
