@@ -63,6 +63,8 @@ from .stats import Figures
 logger = logging.getLogger(__name__)
 
 STOP_TIMEOUT = 5.0  # how long a clean close may take before the loop is stopped anyway
+LOOP_ESCAPES_TOLERATED = 10  # exceptions out of pika's loop (run_until_stopped) within LOOP_ESCAPE_WINDOW seconds
+LOOP_ESCAPE_WINDOW = 10.0
 
 # With wait_for_confirms=False, callers stop sending without waiting once this many publishes are queued, parked or
 # unconfirmed: they wait for their confirm instead, so a broker that is slow, blocked or gone slows them down rather
@@ -163,8 +165,8 @@ class IOThread:
         try:
             self._wakes.install()
             self._publisher.link.start()  # the consumer link starts on first need
-            self._ioloop.start()
-        except BaseException as exc:  # a bug: callbacks are guarded, so this should never happen
+            run_until_stopped(self._ioloop, lambda: self._stopping)
+        except BaseException as exc:  # a bug: callbacks are guarded, and run_until_stopped forgives pika's races
             logger.exception("The channel layer's I/O thread stopped unexpectedly")
             self._death = RabbitmqLayerError(f"the channel layer's I/O thread stopped unexpectedly: {exc!r}")
         finally:
@@ -370,6 +372,33 @@ class IOThread:
             f"local_capacity ({self._routing.capacity}) reached and no receive() is waiting; RabbitMQ keeps the backlog"
             f" and senders get ChannelFull at remote_capacity. Biggest backlogs: {self._routing.biggest_backlogs()}"
         )
+
+
+def run_until_stopped(ioloop: IOLoop, stopping: Callable[[], bool]) -> None:
+    """Run pika's loop until the thread stops it, forgiving exceptions that escape pika's own callbacks.
+
+    pika 1.4 raises out of its connection workflow when a TCP connection is reset between the connect and the
+    stream's set-up (`getpeername()` fails: "Expected connected socket"), as a refused or flapping listener does.
+    That is a network fault, not a reason to end the layer: the loop goes on, and the attempt's own stack timeout
+    (`Settings.attempt_timeout`) reports it as a failed attempt, so the link tries again. More than
+    `LOOP_ESCAPES_TOLERATED` escapes within `LOOP_ESCAPE_WINDOW` seconds is a bug, not a fault: it is raised.
+    """
+    escapes: deque[float] = deque(maxlen=LOOP_ESCAPES_TOLERATED)
+    while True:
+        try:
+            ioloop.start()
+            return
+        except Exception as exc:
+            now = time.monotonic()
+            escapes.append(now)
+            if stopping() or (len(escapes) == LOOP_ESCAPES_TOLERATED and now - escapes[0] < LOOP_ESCAPE_WINDOW):
+                raise
+            logger.warning(
+                "pika raised out of its I/O loop (%r); the loop goes on",
+                exc,
+                exc_info=True,
+                extra={"event": "loop_error"},
+            )
 
 
 class RequestFunnel:

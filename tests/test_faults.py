@@ -107,3 +107,19 @@ async def test_if_the_io_thread_dies_anyway_callers_get_a_clear_error(layer) -> 
     for _ in range(2):  # while the thread ends, and after
         with pytest.raises(RabbitmqLayerError, match=r"I/O thread (has )?stopped"):
             await layer.send(channel, {"type": "x"})
+
+
+async def test_an_exception_out_of_pikas_own_loop_does_not_end_the_layer(layer, caplog) -> None:
+    """pika 1.4 raises out of its connection workflow when a connection is reset right after the TCP connect; the
+    layer logs it and its loop goes on (here the exception is raised by a callback given straight to pika's loop)."""
+    caplog.set_level(logging.WARNING)
+    channel = await layer.new_channel()
+
+    def pika_internal_failure() -> None:
+        raise ValueError("Expected connected socket, but getpeername() failed (simulated)")
+
+    layer._io_thread._ioloop.add_callback_threadsafe(pika_internal_failure)
+    await layer.send(channel, {"type": "after"})
+    assert await layer.receive(channel) == {"type": "after"}
+    assert layer._io_thread.is_alive()
+    assert "pika raised out of its I/O loop" in caplog.text
