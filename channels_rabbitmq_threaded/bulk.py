@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from channels.exceptions import ChannelFull
 
 from .bridge import LoopReply, ThreadReply
-from .config import positive_seconds
+from .config import optional_positive_seconds
 from .requests import Publish
 from .stats import CallStats
 
@@ -132,40 +132,41 @@ class BulkSends:
 
     async def send_many(self: Host, messages: Iterable[Item]) -> None:
         """Send each `(channel, message)` pair; returns once RabbitMQ confirmed them all (see the table above)."""
-        names, publishes = build(self, messages, to_groups=False)
-        if publishes:
-            reply = LoopReply(asyncio.get_running_loop())
-            _submit(self, "send", publishes, reply)
-            raise_for(names, await reply.future, to_groups=False)
+        await _send_many(self, messages, to_groups=False)
 
     def send_many_sync(self: Host, messages: Iterable[Item], timeout: float | None = None) -> None:
         """`send_many` for code with no event loop; `timeout` as in `send_sync`."""
-        self._refuse_on_a_running_loop("send_many_sync")
-        names, publishes = build(self, messages, to_groups=False)
-        if publishes:
-            reply = ThreadReply()
-            _submit(self, "send", publishes, reply)
-            raise_for(names, reply.wait(positive_or_none(timeout)), to_groups=False)
+        _send_many_sync(self, "send_many_sync", messages, timeout, to_groups=False)
 
     async def group_send_many(self: Host, messages: Iterable[Item]) -> None:
         """Send each `(group, message)` pair to every member of its group; one wait for all the confirms."""
-        names, publishes = build(self, messages, to_groups=True)
-        if publishes:
-            reply = LoopReply(asyncio.get_running_loop())
-            _submit(self, "group_send", publishes, reply)
-            raise_for(names, await reply.future, to_groups=True)
+        await _send_many(self, messages, to_groups=True)
 
     def group_send_many_sync(self: Host, messages: Iterable[Item], timeout: float | None = None) -> None:
         """`group_send_many` for code with no event loop (a Celery task that notifies many users' groups)."""
-        self._refuse_on_a_running_loop("group_send_many_sync")
-        names, publishes = build(self, messages, to_groups=True)
-        if publishes:
-            reply = ThreadReply()
-            _submit(self, "group_send", publishes, reply)
-            raise_for(names, reply.wait(positive_or_none(timeout)), to_groups=True)
+        _send_many_sync(self, "group_send_many_sync", messages, timeout, to_groups=True)
 
 
-def _submit(layer: Host, call: str, publishes: list[Publish], outer: LoopReply | ThreadReply) -> None:
+async def _send_many(layer: Host, items: Iterable[Item], to_groups: bool) -> None:
+    names, publishes = build(layer, items, to_groups)
+    if publishes:
+        reply = LoopReply(asyncio.get_running_loop())
+        _submit(layer, publishes, reply, to_groups)
+        raise_for(names, await reply.future, to_groups)
+
+
+def _send_many_sync(layer: Host, method: str, items: Iterable[Item], timeout: object, to_groups: bool) -> None:
+    layer._refuse_on_a_running_loop(method)
+    seconds = optional_positive_seconds("timeout", timeout)  # before anything is sent, as send_sync does
+    names, publishes = build(layer, items, to_groups)
+    if publishes:
+        reply = ThreadReply()
+        _submit(layer, publishes, reply, to_groups)
+        raise_for(names, reply.wait(seconds), to_groups)
+
+
+def _submit(layer: Host, publishes: list[Publish], outer: LoopReply | ThreadReply, to_groups: bool) -> None:
+    call = "group_send" if to_groups else "send"
     batch = BatchReply(CountedReply(outer, layer._calls, call), len(publishes))
     for index, publish in enumerate(publishes):
         publish.reply = batch.slot(index)
@@ -183,7 +184,3 @@ class CountedReply:
     def resolve(self, answers: list[Any]) -> None:
         self._calls.record_batch(self._call, answers, time.perf_counter() - self._started)
         self._outer.resolve(answers)
-
-
-def positive_or_none(timeout: float | None) -> float | None:
-    return None if timeout is None else positive_seconds("timeout", timeout)

@@ -346,6 +346,11 @@ def _seconds_at_least_zero(option: str, value: object) -> float:
     return float(value)
 
 
+def optional_positive_seconds(option: str, value: object) -> float | None:
+    """None, or `positive_seconds` (the `timeout` of the `_sync` calls)."""
+    return None if value is None else positive_seconds(option, value)
+
+
 def positive_seconds(option: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{option} must be a number of seconds, not {type(value).__name__}")

@@ -32,7 +32,7 @@ from channels.layers import BaseChannelLayer
 
 from .bridge import LoopReply, ThreadReply, Waiter
 from .bulk import BulkSends
-from .config import Settings, is_process_specific, positive_seconds
+from .config import Settings, is_process_specific, optional_positive_seconds, positive_seconds
 from .envelope import FLUSH_GROUP, Recipient, encode
 from .errors import BrokerUnavailable, LayerClosed, MessageTooLarge, RabbitmqLayerError
 from .io_thread import IOThread
@@ -134,7 +134,7 @@ class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
         (`connect_timeout`, heartbeats) apply anyway.
         """
         self._refuse_on_a_running_loop("send_sync")
-        _check_timeout(timeout)
+        optional_positive_seconds("timeout", timeout)
         publish = self._send_request(channel, message)
         if self._sent_unwaited(publish):
             return
@@ -189,7 +189,7 @@ class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
     def group_send_sync(self, group: str, message: dict[str, Any], timeout: float | None = None) -> None:
         """`group_send` for code with no event loop; see `send_sync`."""
         self._refuse_on_a_running_loop("group_send_sync")
-        _check_timeout(timeout)
+        optional_positive_seconds("timeout", timeout)
         publish = self._group_send_request(group, message)
         if not self._sent_unwaited(publish):
             with self._calls.timing("group_send") as answers:
@@ -352,11 +352,6 @@ class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
                 f"channel {channel!r} does not belong to this process's layer "
                 "(only names from this layer's new_channel() can be received on or added to groups here)"
             )
-
-
-def _check_timeout(timeout: object) -> None:
-    if timeout is not None:
-        positive_seconds("timeout", timeout)
 
 
 def _describe_name(name: Any, shown: int = 60) -> str:

@@ -9,12 +9,14 @@ provider, named by OpenTelemetry's messaging semantic conventions, with `messagi
 | `messaging.client.sent.messages` | observable counter | at each collection: confirmed calls, by operation |
 | `messaging.client.consumed.messages` | observable counter | at each collection: deliveries received |
 
-(1) A `stats.OBSERVERS` hook, on the caller's thread, with `messaging.operation.name` and, when the call raised
+(1) A `stats.OBSERVERS` hook, told of every call `CallStats` records (on the caller's thread; each item of a bulk
+call too, with the batch's duration, on the I/O thread), with `messaging.operation.name` and, when the call raised
 or was refused, `error.type`.
 
-The observable counters read every layer Channels has built in the process (`prometheus.channels_layers` has the
-same rule), with the alias as `channels.layer.alias`. No channel or group name is ever an attribute. Only this
-module imports OpenTelemetry, and only when it is imported; `uninstrument()` removes the duration hook.
+The observable counters read every layer Channels has built in the process (`core.channels_layers`, as the
+Prometheus collector does), with the alias as `channels.layer.alias`. No channel or group name is ever an
+attribute. Only this module imports OpenTelemetry, and only when it is imported; `uninstrument()` removes the
+duration hook.
 """
 
 from __future__ import annotations

@@ -59,6 +59,14 @@ class Durations:
         return self.counts[-1]
 
 
+def outcome_of(answer: Any) -> str:
+    """One of OUTCOMES for a publish's answer: an exception (failed), False (refused by a full queue), else
+    confirmed."""
+    if isinstance(answer, BaseException):
+        return "failed"
+    return "refused" if answer is False else "confirmed"
+
+
 class CallStats:
     """Counts and times the send and group_send calls that reached the I/O thread. Any thread."""
 
@@ -69,33 +77,29 @@ class CallStats:
         self._sums = dict.fromkeys(CALLS, 0.0)
 
     @contextmanager
-    def timing(self, call: str) -> Iterator[list[bool]]:
-        """Time one call; the caller appends False to the yielded list when RabbitMQ refused it (a nack)."""
-        refused: list[bool] = []
+    def timing(self, call: str) -> Iterator[list[Any]]:
+        """Time one call; the caller appends the I/O thread's answer (True: confirmed, False: refused) to the yielded
+        list. No answer (the call raised) counts as failed."""
+        answers: list[Any] = []
         started = time.perf_counter()
-        outcome = "failed"
         try:
-            yield refused
-            outcome = "refused" if refused and not refused[0] else "confirmed"
+            yield answers
         finally:
-            seconds = time.perf_counter() - started
-            self._record(call, outcome, seconds)
-            for observe in OBSERVERS:
-                observe(call, outcome, seconds)
+            outcome = outcome_of(answers[0]) if answers else "failed"
+            self._record(call, outcome, time.perf_counter() - started)
 
     def record_batch(self, call: str, answers: list[Any], seconds: float) -> None:
         """A bulk call's items: each counted by its outcome, each with the batch's duration."""
         for answer in answers:
-            refused = answer is False
-            self._record(
-                call, "failed" if isinstance(answer, BaseException) else "refused" if refused else "confirmed", seconds
-            )
+            self._record(call, outcome_of(answer), seconds)
 
     def _record(self, call: str, outcome: str, seconds: float) -> None:
         with self._lock:
             self._outcomes[(call, outcome)] += 1
             self._buckets[call][bisect.bisect_left(BUCKETS, seconds)] += 1
             self._sums[call] += seconds
+        for observe in OBSERVERS:
+            observe(call, outcome, seconds)
 
     def read(self) -> tuple[dict[str, int], dict[str, Durations]]:
         with self._lock:

@@ -89,3 +89,16 @@ async def test_failures_raise_the_first_failures_type_with_the_names(make_layer)
         await asyncio.wait_for(sender.group_send_many([("a", {"type": "x"}), ("b", {"type": "y"})]), 30)
     assert raised.value.names == ["a", "b"]  # type: ignore[attr-defined]
     assert sender.stats().calls["group_send_failed"] == 2
+
+
+def test_a_bad_timeout_is_refused_before_anything_is_sent(make_layer) -> None:
+    receiver, sender = make_layer(), make_layer()
+    channel = asyncio.run(receiver.new_channel())
+    with pytest.raises(ValueError, match="timeout"):
+        sender.send_many_sync([(channel, {"type": "never"})], timeout=0)
+    sender.send_sync(channel, {"type": "after"})
+
+    async def next_message() -> dict:
+        return await receiver.receive(channel)
+
+    assert asyncio.run(next_message()) == {"type": "after"}  # the batch was never sent
