@@ -12,7 +12,8 @@ awaits `reply.future`; the I/O thread (or, if that thread is gone, whoever finds
 answer is dropped; if the caller was cancelled the answer is ignored. `ThreadReply` does the same for a caller with
 no event loop (`send_sync`, `group_send_sync`), which blocks its own thread on a `threading.Event`.
 
-`Waiter` is one pending `receive()`. The I/O thread calls `offer(message)` at most once. The message then belongs
+`Waiter` is one pending `receive()` (a receive() whose message is already buffered takes it on its own thread and
+needs none: `shared_inbox`). The I/O thread calls `offer(message)` at most once. The message then belongs
 to whichever side *claims* the waiter first, with a non-blocking `threading.Lock.acquire(False)`:
 
 * the caller's loop, in `_settle`: it sets the future's result; or, if the receive was already cancelled, it
@@ -222,8 +223,9 @@ class Waiter:
         """Await the message (on the waiter's loop). Cancellation-safe: a message that reached a cancelled wait goes
         back to the head of its channel; a wait cancelled with nothing in hand stops waiting at the I/O thread.
 
-        Submit the waiter's `Take` and await this in one coroutine (as `RabbitmqChannelLayer.receive` does): a task
-        cancelled before its first step never runs this body, so it must not have submitted the `Take` either.
+        Register the waiter (`IOThread.wait_ready`, or a `Take`) and await this in one coroutine (as
+        `RabbitmqChannelLayer.receive` does): a task cancelled before its first step never runs this body, so it
+        must not have registered the waiter either.
         """
         try:
             return await self.future

@@ -34,6 +34,10 @@ Requests that wait for an RPC register in the link's `InFlight`: a `group_add` f
 a `flush` for its `PurgeOk` (`Waiting.PURGE`). When the connection ends the link answers them from the registry's
 table and runs this side's reset hooks (binds in flight, the purge count, the normal-channel consumers).
 
+Every delivery is acknowledged through `ledgers.PendingAcks`: the acks decided during one pass of the I/O loop go
+out at its end (a zero-delay timer), the oldest settled run of deliveries as one `basic.ack(multiple=True)`; a
+delivery held back by `local_capacity` stays unacknowledged, and those behind it are acknowledged singly.
+
 Deliveries go up through one call, `ConsumerHub.deliver`; acks, binds, unbinds and purges come down as calls from the
 hub (`io_thread.IOThread`), which owns the routing state. Everything here runs on the I/O thread.
 """
@@ -52,7 +56,7 @@ from .config import Settings, is_process_specific
 from .dedup import DeliveryWindow
 from .envelope import FLUSH_GROUP, MalformedBody, Recipient, decode
 from .inflight import Waiting
-from .ledgers import DropLog
+from .ledgers import DropLog, PendingAcks
 from .link import Link, guarded
 from .requests import Flush, GroupAdd, Request
 from .routing import DropReason
@@ -101,21 +105,23 @@ class ConsumerSide:
         self._binds: dict[str, list[GroupAdd]] = {}  # group -> requests answered by its bind in flight
         self._rebinds_left = 0
         self._purges_in_flight = 0  # while > 0, deliveries were sent before a flush's purge: drop them
-        self._normal_consumers: dict[str, str] = {}  # normal channel -> consumer tag, while someone waits on it
+        self.normal = NormalConsumers(settings, self.link, hub, self._on_delivery)
         self._exclusive_tag = ""  # the consumer tag of this process's own queue
         self._delayed = DelayedUnbinds(ioloop, settings.group_unbind_delay, self.unbind)
         self._closing = False  # close() is unbinding before it stops the link
         self.window = DeliveryWindow()  # ids received lately: a redelivered or re-published copy is dropped
         self.received = 0  # deliveries since start (a figure for stats())
         self._stale: set[str] = set()  # groups to unbind once reconnected (a leased queue keeps its bindings)
+        self._acks = PendingAcks(ioloop, self._send_ack)  # sent once per pass of the loop, in as few frames as can be
         self.link.inflight.on_end(self._reset)
 
     def _reset(self) -> None:
         """The connection ended: its binds, purges and consumers are gone with it (their requests are answered)."""
         self._binds.clear()
         self._purges_in_flight = 0
-        self._normal_consumers.clear()
+        self.normal.clear()
         self.window.connection_ended()
+        self._acks.reset()  # the broker requeues what the ended channel had not seen acknowledged
         if self.settings.queue_lease:  # the queue and its bindings outlive the connection: unbind these once back
             self._stale.update(self._delayed.pending())
         self._delayed.clear()  # an exclusive queue's bindings die with it; only groups with members are bound again
@@ -195,7 +201,7 @@ class ConsumerSide:
         self._ready()
         for channel in self._hub.waiting_channels():
             if not is_process_specific(channel):
-                self.consume_normal(channel)
+                self.normal.consume(channel)
 
     # -- LinkOwner: the rest of the life cycle ------------------------------------------------------------------------
 
@@ -292,10 +298,14 @@ class ConsumerSide:
         )
 
     def ack(self, tags: list[int]) -> None:
+        """Routed deliveries: acknowledged at the end of this pass of the loop (`PendingAcks`)."""
         self.window.acked(tags)
-        if tags and self.link.channel_open:
-            for tag in tags:
-                self.link.channel.basic_ack(tag)
+        for tag in tags:
+            self._acks.ack(tag)
+
+    def _send_ack(self, tag: int, multiple: bool) -> None:
+        if self.link.channel_open:  # else RabbitMQ requeued it with the channel, and `_reset` forgot it
+            self.link.channel.basic_ack(tag, multiple=multiple)
 
     def purge(self, request: Flush, normal_queues: list[str]) -> None:
         """flush(): purge the normal-channel queues used and then this process's queue; answer after its PurgeOk.
@@ -315,51 +325,28 @@ class ConsumerSide:
             self._purges_in_flight -= 1
             request.resolve()
 
-    # -- normal channels: consumed only while a receive() waits --------------------------------------------------------
-    #
-    # A process takes a normal channel's messages only for receivers that wait right now (prefetch 1, acknowledged
-    # when handed over, requeued when nobody waits any more), so competing workers share the queue and nothing
-    # piles up in a process that stopped reading.
-
-    def consume_normal(self, channel: str) -> None:
-        if channel in self._normal_consumers or not self.link.ready or not self._hub.waiting_on(channel):
-            return
-        queue, arguments = self.settings.normal_queue(channel)
-        consumer_channel = self.link.channel
-        consumer_channel.queue_declare(queue, durable=True, arguments=arguments)
-        consumer_channel.basic_qos(prefetch_count=1)  # applies to consumers created from now on
-        self._normal_consumers[channel] = consumer_channel.basic_consume(queue, self._on_delivery)
-
-    def stop_idle_normal_consumers(self) -> None:
-        for channel, consumer in list(self._normal_consumers.items()):
-            if not self._hub.waiting_on(channel):
-                del self._normal_consumers[channel]
-                if self.link.channel_open:
-                    # Deliveries already on their way to this consumer never reach _on_delivery: pika rejects
-                    # (requeues) every delivery for a consumer it has cancelled, so they go back to other workers.
-                    self.link.channel.basic_cancel(consumer)
-
     # -- deliveries -------------------------------------------------------------------------------------------------
 
     @guarded
     def _on_delivery(self, channel: Any, method: pika.spec.Basic.Deliver, props: Any, body: bytes) -> None:
         tag: int = method.delivery_tag  # type: ignore[assignment]
         self.received += 1
+        self._acks.delivered(tag)
         if self._purges_in_flight:
-            channel.basic_ack(tag)  # sent before a flush's purge: flush() promises it is never delivered
+            self._acks.ack(tag)  # sent before a flush's purge: flush() promises it is never delivered
             return
         if self.window.is_copy(props.message_id):  # redelivered after a cut, or re-published: logged, dropped
-            channel.basic_ack(tag)
+            self._acks.ack(tag)
             return
         try:
             recipient, message = decode(body, self.settings.fernet)
         except MalformedBody as exc:
             detail = f"a {len(body)}-byte message on queue {self.queue_name} is not ours: {exc}"
             self._drops.log(DropReason.NOT_OURS, detail)
-            channel.basic_ack(tag)
+            self._acks.ack(tag)
             return
         if recipient.is_group and recipient.name == FLUSH_GROUP:
-            channel.basic_ack(tag)
+            self._acks.ack(tag)
             self._hub.flushed_by(message.get("from"))
             return
         normal = method.consumer_tag != self._exclusive_tag  # from a normal channel's queue
@@ -369,24 +356,64 @@ class ConsumerSide:
         self.window.routed(tag, props.message_id)
         self._hub.deliver(tag, recipient, message)
         if normal:
-            self.stop_idle_normal_consumers()
+            self.normal.stop_idle()
 
     def _accept_normal_delivery(self, channel: Any, method: pika.spec.Basic.Deliver, recipient: str, size: int) -> bool:
         """A delivery from a normal channel's queue: True to route it; False when it was dropped or requeued."""
         tag: int = method.delivery_tag  # type: ignore[assignment]
-        queue_channel = next(
-            (name for name, consumer in self._normal_consumers.items() if consumer == method.consumer_tag), None
-        )
+        queue_channel = self.normal.channel_of(method.consumer_tag)  # type: ignore[arg-type]
         if recipient != queue_channel:
             detail = f"a {size}-byte message for {recipient!r} was in the queue of {queue_channel!r}"
             self._drops.log(DropReason.WRONG_QUEUE, detail)
-            channel.basic_ack(tag)
+            self._acks.ack(tag)
             return False
         if not self._hub.waiting_on(recipient):
             channel.basic_nack(tag, requeue=True)  # nobody here waits for it any more: back to the other workers
-            self.stop_idle_normal_consumers()
+            self._acks.requeued(tag)
+            self.normal.stop_idle()
             return False
         return True
+
+
+class NormalConsumers:
+    """The consumers of normal channels' queues, each only while a receive() waits on its channel.
+
+    A process takes a normal channel's messages only for receivers that wait right now (prefetch 1, acknowledged
+    when handed over, requeued when nobody waits any more), so competing workers share the queue and nothing piles
+    up in a process that stopped reading. Owned by the I/O thread; the consumers live on the consumer link's channel.
+    """
+
+    def __init__(self, settings: Settings, link: Link, hub: ConsumerHub, on_delivery: Callable[..., None]) -> None:
+        self._settings = settings
+        self._link = link
+        self._hub = hub
+        self._on_delivery = on_delivery
+        self._consumers: dict[str, str] = {}  # normal channel -> consumer tag, while someone waits on it
+
+    def consume(self, channel: str) -> None:
+        if channel in self._consumers or not self._link.ready or not self._hub.waiting_on(channel):
+            return
+        queue, arguments = self._settings.normal_queue(channel)
+        consumer_channel = self._link.channel
+        consumer_channel.queue_declare(queue, durable=True, arguments=arguments)
+        consumer_channel.basic_qos(prefetch_count=1)  # applies to consumers created from now on
+        self._consumers[channel] = consumer_channel.basic_consume(queue, self._on_delivery)
+
+    def stop_idle(self) -> None:
+        for channel, consumer in list(self._consumers.items()):
+            if not self._hub.waiting_on(channel):
+                del self._consumers[channel]
+                if self._link.channel_open:
+                    # Deliveries already on their way to this consumer never reach _on_delivery: pika rejects
+                    # (requeues) every delivery for a consumer it has cancelled, so they go back to other workers.
+                    self._link.channel.basic_cancel(consumer)
+
+    def channel_of(self, consumer_tag: str) -> str | None:
+        return next((name for name, consumer in self._consumers.items() if consumer == consumer_tag), None)
+
+    def clear(self) -> None:
+        """The connection ended, and its consumers with it."""
+        self._consumers.clear()
 
 
 class DelayedUnbinds:

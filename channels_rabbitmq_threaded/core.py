@@ -161,8 +161,12 @@ class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
         if is_process_specific(channel):
             self._require_local(channel)
         io_thread = self._io()
+        message = io_thread.take_ready(channel)  # already here: no request, no wake-up, no future
+        if message is not None:
+            return message
         waiter = Waiter(asyncio.get_running_loop(), channel, self._refused, lambda w: io_thread.submit(Forget(w)))
-        io_thread.submit(Take(waiter))
+        if not io_thread.wait_ready(waiter):
+            io_thread.submit(Take(waiter))
         return await waiter.wait()
 
     async def group_add(self, group: str, channel: str) -> None:

@@ -15,11 +15,14 @@ Both sides and their links run on this thread only; only the modules `link`, `co
 
 Who touches what
 ----------------
-* Other threads call only `submit(request)` and `submit_unwaited(publish)` (and `start`, `stop_and_join`,
-  `is_alive`, `let_go_in_child` in a forked child). `submit` appends to a deque and wakes the loop with
-  `add_callback_threadsafe` only when no wake is already pending, so a burst of requests costs one wake.
+* Other threads call only `submit(request)`, `submit_unwaited(publish)`, `take_ready` and `wait_ready` (and
+  `start`, `stop_and_join`, `is_alive`, `let_go_in_child` in a forked child). `submit` appends to a deque and
+  wakes the loop with `add_callback_threadsafe` only when no wake is already pending, so a burst of requests costs
+  one wake.
   Everything else runs in the I/O thread.
-* The routing state (`Inbox`: buffers, waiters, membership) is owned by this thread alone.
+* The routing state (`SharedInbox`: buffers, waiters, membership) is owned by this thread, except that a
+  receive() takes a buffered message, or starts waiting, on its own thread under the inbox's lock when that needs
+  nothing else (`take_ready`, `wait_ready`; `shared_inbox` has the table).
 * Answers leave through `bridge.LoopReply`, `bridge.ThreadReply` and `bridge.Waiter`, which use the callers' own
   loops (or block the caller's own thread). This thread batches them: its `bridge.LoopWakes` sends the answers of
   one pass of the pika loop as one wake-up per event loop (`_flush_wakes`, a zero-delay timer).
@@ -54,10 +57,11 @@ from .consumer import ConsumerSide
 from .envelope import Recipient
 from .errors import LayerClosed, RabbitmqLayerError
 from .ledgers import DropLog, PauseWatch, UnwaitedPublishes
-from .link import STOPPED, Link, guarded
+from .link import STOPPED, Link, LinkState, guarded
 from .publisher import PublisherSide
 from .requests import AwaitReady, Flush, Forget, GroupAdd, GroupDiscard, Publish, PutBack, Request, Stop, Take
-from .routing import DropReason, Effects, Inbox
+from .routing import DropReason, Effects, Inbox, Message
+from .shared_inbox import SharedInbox
 from .stats import Figures
 
 logger = logging.getLogger(__name__)
@@ -105,11 +109,11 @@ class IOThread:
             AwaitReady: self._consumer.link,
             Flush: self._consumer.link,
         }
-        self._routing: Inbox[Waiter, int] = Inbox(
+        self._routing: SharedInbox[Waiter, int] = SharedInbox(
             settings.local_capacity, settings.local_expiry, settings.group_expiry, settings.capacity_of
         )
         self._wakes = LoopWakes(self._schedule_wakes)
-        self._pauses = PauseWatch(self._ioloop, lambda: self._routing.held > 0, self._describe_pause)
+        self._apply = EffectsCarrier(settings, self._ioloop, self._routing, self._consumer, self._drops).apply
         self._normal_queues: set[str] = set()  # normal-channel queues this process sent to or received on: flush()
         self._expiry = ExpiryTimer(self._ioloop, self._routing, self._apply)
         self.figures = Figures(self._routing, self._consumer, self._publisher, self._drops, lambda: self._routing.held)
@@ -127,6 +131,18 @@ class IOThread:
     def submit(self, *requests: Request) -> None:
         """Hand requests to the I/O thread, in order, with one wake-up (any thread; never blocks)."""
         self._funnel.submit(requests)
+
+    def take_ready(self, channel: str) -> Message | None:
+        """A receive()'s message, taken on the caller's thread when its channel holds one that needs nothing more
+        (`SharedInbox`); None: wait for one (`wait_ready`, or a `Take`)."""
+        return self._routing.take_ready(channel, time.monotonic())
+
+    def wait_ready(self, waiter: Waiter) -> bool:
+        """Let a receive() of a process-specific channel wait without a request, when the consumer link has started
+        and nothing else is needed (`SharedInbox`); False: submit a `Take`."""
+        if self._consumer.link.state is LinkState.IDLE or not is_process_specific(waiter.channel):
+            return False  # the link must be started, or a normal channel's queue consumed: the I/O thread's work
+        return self._routing.wait_ready(waiter.channel, waiter)
 
     def submit_unwaited(self, publish: Publish) -> bool:
         """Hand over a publish that nobody will wait for (any thread). False, and nothing done, when the backlog of
@@ -296,7 +312,7 @@ class IOThread:
         self._apply(self._routing.take(channel, request.waiter, time.monotonic()))
         if not is_process_specific(channel):
             self._normal_queues.add(self.settings.normal_queue(channel)[0])
-            self._consumer.consume_normal(channel)
+            self._consumer.normal.consume(channel)
 
     def _forget(self, request: Forget) -> None:
         waiter = request.waiter
@@ -304,7 +320,7 @@ class IOThread:
             message = waiter.reclaim()
             if message is not None:
                 self._put_back(PutBack(waiter.channel, message, waiter.expires_at))
-        self._consumer.stop_idle_normal_consumers()
+        self._consumer.normal.stop_idle()
 
     def _put_back(self, request: PutBack) -> None:
         now = time.monotonic()
@@ -332,10 +348,23 @@ class IOThread:
         # at most connect_timeout: with wait_for_confirms=False their callers returned long ago and expect them sent.
         self._publisher.stop_when_settled()
 
-    # -- carrying out the routing state's decisions -------------------------------------------------------------------
 
-    def _apply(self, effects: Effects[Waiter, int]) -> None:
-        """Carry out what the routing state decided: hand-offs, acks, log lines, unbinds."""
+class EffectsCarrier:
+    """Carries out what the routing state decided (`routing.Effects`): hand-offs, acks, log lines, unbinds.
+
+    A hand-off whose loop turned out closed goes back to its channel, which may hand it to the next waiter. Owned by
+    the I/O thread.
+    """
+
+    def __init__(self, settings: Settings, ioloop: IOLoop, routing: SharedInbox[Waiter, int], consumer: ConsumerSide,
+                 drops: DropLog) -> None:  # fmt: skip
+        self._settings = settings
+        self._routing = routing
+        self._consumer = consumer
+        self._drops = drops
+        self._pauses = PauseWatch(ioloop, lambda: routing.held > 0, self._describe_pause)
+
+    def apply(self, effects: Effects[Waiter, int]) -> None:
         handoffs = deque(effects.handoffs)
         while handoffs:
             handoff = handoffs.popleft()
@@ -359,7 +388,7 @@ class IOThread:
             logger.info(
                 "%d group membership(s) expired: not renewed by group_add for group_expiry (%gs)",
                 effects.memberships_expired,
-                self.settings.group_expiry,
+                self._settings.group_expiry,
                 extra={"event": "memberships_expired", "count": effects.memberships_expired},
             )
         for group in effects.unbind:

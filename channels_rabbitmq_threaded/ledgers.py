@@ -1,9 +1,10 @@
-"""The I/O thread's bookkeeping: publishes awaiting their confirm, and messages dropped (logged, summed).
+"""The I/O thread's bookkeeping: publishes awaiting their confirm, acks to send, messages dropped (logged, summed).
 
 Theory of operation: plain objects owned by the I/O thread (`io_thread.IOThread` and its two sides make them), kept
 apart so that those modules hold only the connection life cycle and the request handlers. `PauseWatch` decides when
-a pause of consumption is worth a log line. Nothing here touches pika except through `IOLoop` timers (the `DropLog`
-window, the `PauseWatch` check); nothing here blocks. The one exception to "I/O thread only" is `UnwaitedPublishes`,
+a pause of consumption is worth a log line; `PendingAcks` which acks go out, once per pass. Nothing here touches pika
+except through `IOLoop` timers (the `DropLog` window, the `PauseWatch` check, the `PendingAcks` pass) and the
+callables it is given; nothing here blocks. The one exception to "I/O thread only" is `UnwaitedPublishes`,
 which a caller's thread may also call when the I/O thread has ended (it then logs directly).
 """
 
@@ -200,3 +201,70 @@ class PendingConfirms:
 
     def __len__(self) -> int:  # safe to read from any thread (an approximate figure there)
         return len(self._by_tag)
+
+
+class PendingAcks:
+    """The consumer channel's deliveries not yet acknowledged, and the acks decided during one pass of the I/O loop.
+
+    `basic.ack(tag, multiple=True)` acknowledges every unacknowledged delivery up to `tag` on its channel. So acks
+    are not sent as they are decided (`ack`) but once per pass, by a zero-delay timer (`_send`): the longest run of
+    the oldest deliveries that are all settled costs one multiple ack, named after the last acknowledged one; a
+    delivery settled behind one that is not (held back by `local_capacity`, which stays unacknowledged until it is
+    routed) is acknowledged singly. A delivery requeued with `basic.nack` (`requeued`) is settled too, but never
+    named by an ack. Every ack of the consumer side goes through here, so no tag is acknowledged twice (RabbitMQ
+    would close the channel: "unknown delivery tag"). Tags count from 1 on each channel; `reset` forgets the ended
+    channel's, so a timer that fires after it sends nothing. Owned by the I/O thread.
+    """
+
+    def __init__(self, ioloop: IOLoop, send: Callable[[int, bool], None]) -> None:
+        self._ioloop = ioloop
+        self._send_ack = send  # (tag, multiple): one basic.ack on the consumer channel, if it is open
+        self._unsettled: deque[int] = deque()  # tags delivered and not acknowledged yet, oldest first
+        self._acked: set[int] = set()  # decided this pass, not sent yet
+        self._requeued: set[int] = set()  # nacked (requeued): settled, never named in an ack
+
+    def delivered(self, tag: int) -> None:
+        self._unsettled.append(tag)
+
+    def ack(self, tag: int) -> None:
+        """Acknowledge `tag` at the end of this pass."""
+        if not self._acked:
+            self._ioloop.call_later(0, self._send)  # zero delay: after the pass's other callbacks
+        self._acked.add(tag)
+
+    def requeued(self, tag: int) -> None:
+        self._requeued.add(tag)
+
+    def take(self) -> tuple[int | None, list[int]]:
+        """The acks to send now: the tag of one multiple ack (or None), and the tags to acknowledge singly."""
+        unsettled, acked, requeued = self._unsettled, self._acked, self._requeued
+        last: int | None = None
+        while unsettled and (unsettled[0] in acked or unsettled[0] in requeued):
+            tag = unsettled.popleft()
+            if tag in acked:
+                acked.discard(tag)
+                last = tag
+            else:
+                requeued.discard(tag)
+        singly = sorted(acked)
+        if singly:  # behind a delivery still unsettled: acknowledged now, on their own
+            self._unsettled = deque(tag for tag in unsettled if tag not in acked)
+            acked.clear()
+        return last, singly
+
+    @guarded
+    def _send(self) -> None:
+        last, singly = self.take()
+        if last is not None:
+            self._send_ack(last, True)
+        for tag in singly:
+            self._send_ack(tag, False)
+
+    def reset(self) -> None:
+        self._unsettled.clear()
+        self._acked.clear()
+        self._requeued.clear()
+
+    def __len__(self) -> int:
+        """Deliveries not acknowledged yet (held back, or acknowledged at the end of this pass)."""
+        return len(self._unsettled)

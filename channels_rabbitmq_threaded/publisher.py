@@ -76,6 +76,7 @@ class PublisherSide:
         self._declaring: dict[str, list[Publish]] = {}  # queue -> publishes waiting for its DeclareOk
         self._stopping = False
         self._ids = MessageIds()
+        self._properties = pika.BasicProperties()  # one for every publish: pika encodes it in basic_publish
         self.link.inflight.on_end(self._reset)
 
     def _reset(self) -> None:
@@ -157,12 +158,10 @@ class PublisherSide:
             return
         if not request.message_id:
             request.message_id = self._ids.next()
+        properties = self._properties
+        properties.message_id = request.message_id  # read once, by basic_publish, which frames the message now
         self.link.channel.basic_publish(
-            request.exchange,
-            request.routing_key,
-            request.body,
-            pika.BasicProperties(message_id=request.message_id),
-            mandatory=request.mandatory,
+            request.exchange, request.routing_key, request.body, properties, mandatory=request.mandatory
         )
         self._confirms.add(request)
 

@@ -26,11 +26,15 @@ I/O thread) carries out:
   member is listed in `Effects.unbind`;
 * a membership ends `group_expiry` seconds after its last `add` (the spec's `group_expiry`), with the same unbind;
 * a receiver whose message could not be given to it (its loop closed, or it was cancelled) puts it back at the
-  head of its channel with `put_back`.
+  head of its channel with `put_back`;
+* `take_ready` and `wait_ready` are the receive() cases that need nothing but the channel's own buffer (its head
+  is there and fresh, or nothing is there, and no delivery is held): they change no other state and have no
+  `Effects`, so a receiver's own thread may run them (`shared_inbox.SharedInbox` says how). Any other case goes
+  through `take`.
 
 Rules: nothing here knows pika, asyncio or threads. Waiters and delivery tokens are opaque values chosen by the
-caller. Time is passed in (`now`, in seconds of any monotonic clock). The owner of an `Inbox` must call it from one
-thread only; in this package that is the I/O thread.
+caller. Time is passed in (`now`, in seconds of any monotonic clock). An `Inbox` is not thread-safe: its owner
+calls it from one thread, or holds one lock around every call (`shared_inbox.SharedInbox`, in this package).
 """
 
 from __future__ import annotations
@@ -285,7 +289,8 @@ class Inbox(Generic[W, T]):
         self._expire(now, effects)
         buffer = self._buffer(channel)
         if buffer.messages:
-            effects.handoffs.append(self._pop_head(channel, buffer, waiter))
+            message, expires_at = self._pop(channel, buffer)
+            effects.handoffs.append(Handoff(waiter, channel, message, expires_at))
             self.handed_over += 1
             self._forget_if_empty(channel, buffer)
         else:
@@ -293,6 +298,30 @@ class Inbox(Generic[W, T]):
             self._waiting += 1
         self._release_held(now, effects)
         return effects
+
+    def take_ready(self, channel: str, now: float) -> Message | None:
+        """The head of `channel`, when taking it is all a receive() needs: the channel has a message, it has not
+        expired, and no held delivery waits for the room that taking it makes. None: call `take` (it does the rest).
+        """
+        if self._held:
+            return None
+        buffer = self._buffers.get(channel)
+        if buffer is None or not buffer.messages or buffer.messages[0].expires_at <= now:
+            return None
+        message, _ = self._pop(channel, buffer)
+        self.handed_over += 1
+        self._forget_if_empty(channel, buffer)
+        return message
+
+    def wait_ready(self, channel: str, waiter: W) -> bool:
+        """Let `waiter` wait on `channel`, when that is all a receive() needs: nothing is buffered there and no
+        delivery is held (a new waiter makes room for held ones, which `take` routes). False: call `take`."""
+        buffer = self._buffers.get(channel)
+        if self._held or (buffer is not None and buffer.messages):
+            return False
+        self._buffer(channel).waiters.append(waiter)
+        self._waiting += 1
+        return True
 
     def forget(self, channel: str, waiter: W) -> bool:
         """A waiting receive() went away. False when it was no longer waiting (it was handed a message)."""
@@ -473,11 +502,11 @@ class Inbox(Generic[W, T]):
             effects.drops.append(Drop(channel, DropReason.CAPACITY))
             self._forget_if_empty(channel, buffer)
 
-    def _pop_head(self, channel: str, buffer: ChannelBuffer[W], waiter: W) -> Handoff[W]:
+    def _pop(self, channel: str, buffer: ChannelBuffer[W]) -> tuple[Message, float]:
+        """Take the head of `channel`: the message (its own copy if other channels share it) and its expiry."""
         buffered = buffer.messages.popleft()
         self._release_holder(buffered, channel)
-        message = dict(buffered.message) if buffered.shared else buffered.message
-        return Handoff(waiter, channel, message, buffered.expires_at)
+        return (dict(buffered.message) if buffered.shared else buffered.message), buffered.expires_at
 
     def _release_holder(self, buffered: _Buffered, channel: str) -> None:
         buffered.holders.remove(channel)

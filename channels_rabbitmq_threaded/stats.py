@@ -3,16 +3,16 @@
 Theory of operation
 -------------------
 Nothing here is on the hot path beyond an integer increment or two. Each figure is kept by the one object that
-owns it, as a plain int that only its owner's thread writes:
+owns it, as a plain int that only its owner's thread writes (or, where a lock is named, any thread holding it):
 
 | figure | kept by | written on |
 |---|---|---|
 | send and group_send calls: outcomes, durations | `CallStats` (the layer) | callers' threads, locked |
 | deliveries received, copies dropped | `consumer.ConsumerSide` | the I/O thread |
-| messages handed to `receive()`, put back | `routing.Inbox` | the I/O thread |
+| messages handed to `receive()`, put back | `SharedInbox` | the I/O thread, receivers (locked) |
 | drops, by reason | `ledgers.DropLog` | the I/O thread |
 | connects, losses, state, node, last error | each `link.Link` | the I/O thread |
-| buffered, held, waiting receivers, channels, groups | `routing.Inbox` | the I/O thread |
+| buffered, held, waiting receivers, channels, groups | `SharedInbox` | the I/O thread, receivers (locked) |
 | publishes in flight | `publisher.PublisherSide` | the I/O thread |
 
 `Figures` holds references to those owners and reads them when `stats()` is called, from the caller's thread,

@@ -1,9 +1,10 @@
 """The hand-off contract, without a broker: a message handed toward a receive() is delivered once or put back once.
 
-A stand-in I/O thread plays its part with the real routing state (`routing.Inbox`) and the real `bridge.Waiter`:
-it offers numbered messages while receivers on several event loops at once take them, cancel at random await
-points, and loops close with receives pending (as `async_to_sync`'s loops do after each call). At the end every
-message must have been received exactly once: none lost, none twice.
+A stand-in I/O thread plays its part with the real routing state (`shared_inbox.SharedInbox`) and the real
+`bridge.Waiter`: it offers numbered messages while receivers on several event loops at once take them (on their own
+threads when a message is buffered, or by waiting, registered on their own thread or by a `Take`), cancel at random
+await points, and loops close with receives pending (as `async_to_sync`'s loops do after each call). At the end
+every message must have been received exactly once: none lost, none twice.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import pytest
 from channels_rabbitmq_threaded.bridge import Waiter
 from channels_rabbitmq_threaded.envelope import Recipient
 from channels_rabbitmq_threaded.requests import Forget, PutBack, Request, Take
-from channels_rabbitmq_threaded.routing import Effects, Inbox
+from channels_rabbitmq_threaded.routing import Effects
+from channels_rabbitmq_threaded.shared_inbox import SharedInbox
 
 pytestmark = pytest.mark.unit
 
@@ -35,7 +37,7 @@ class FakeIOThread:
 
     def __init__(self) -> None:
         self._requests: queue.SimpleQueue[Request | int | None] = queue.SimpleQueue()
-        self._inbox: Inbox[Waiter, int] = Inbox(COUNT, 600.0, 86400, lambda channel: COUNT)
+        self._inbox: SharedInbox[Waiter, int] = SharedInbox(COUNT, 600.0, 86400, lambda channel: COUNT)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -48,6 +50,14 @@ class FakeIOThread:
 
     def waiter(self, loop: asyncio.AbstractEventLoop) -> Waiter:
         return Waiter(loop, CHANNEL, lambda c, m, e: self.submit(PutBack(c, m, e)), lambda w: self.submit(Forget(w)))
+
+    def take_ready(self) -> dict[str, Any] | None:  # on the receiver's thread
+        return self._inbox.take_ready(CHANNEL, time.monotonic())
+
+    def register(self, waiter: Waiter, on_this_thread: bool) -> None:
+        """Let `waiter` wait: on the receiver's own thread when the inbox allows it, else by a `Take`."""
+        if not (on_this_thread and self._inbox.wait_ready(CHANNEL, waiter)):
+            self.submit(Take(waiter))
 
     def _run(self) -> None:
         while (request := self._requests.get()) is not None:
@@ -75,8 +85,11 @@ def test_delivered_once_or_put_back_once_across_cancellations_and_dying_loops() 
     received: list[int] = []  # list.append is atomic: receivers on many threads share it
 
     async def receive() -> dict[str, Any]:  # what RabbitmqChannelLayer.receive does, in one coroutine
+        message = io_thread.take_ready()
+        if message is not None:
+            return message
         waiter = io_thread.waiter(asyncio.get_running_loop())
-        io_thread.submit(Take(waiter))
+        io_thread.register(waiter, on_this_thread=random.random() < 0.5)  # both ways of waiting, mixed
         return await waiter.wait()
 
     async def receiver(seed: int, rounds: int) -> None:
@@ -106,7 +119,7 @@ def test_delivered_once_or_put_back_once_across_cancellations_and_dying_loops() 
             else:
                 waiters = [io_thread.waiter(loop) for _ in range(rng.randrange(1, 6))]
                 for waiter in waiters:
-                    io_thread.submit(Take(waiter))
+                    io_thread.register(waiter, on_this_thread=rng.random() < 0.5)
                 time.sleep(rng.random() / 1000)  # offers land meanwhile; the loop never runs them
                 del waiters
             loop.close()

@@ -11,7 +11,7 @@ from channels.exceptions import ChannelFull, StopConsumer
 
 from channels_rabbitmq_threaded import BrokerRefused, BrokerUnavailable, LayerClosed, RabbitmqChannelLayer
 
-from .conftest import TEST_EXCHANGE
+from .conftest import TEST_EXCHANGE, dropped
 
 
 async def test_round_trip(layer) -> None:
@@ -420,3 +420,40 @@ async def test_bad_names_are_named_in_the_error(layer) -> None:
         await layer.group_send("room-" + "x" * 115, {"type": "x"})
     with pytest.raises(TypeError, match=r"Got int 5"):
         await layer.group_add(5, "x")
+
+
+async def wait_until(condition, seconds: float = 10.0) -> None:
+    """Poll `condition` until it holds (bounded: fails after `seconds`)."""
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+async def test_a_buffered_message_is_taken_without_a_request_to_the_io_thread(layer, monkeypatch) -> None:
+    channel = await layer.new_channel()
+    for n in range(3):
+        await layer.send(channel, {"type": "n", "n": n})
+    await wait_until(lambda: layer.stats().buffered == 3)
+    submitted: list[object] = []
+    submit = layer._io_thread.submit
+    monkeypatch.setattr(layer._io_thread, "submit", lambda *requests: (submitted.extend(requests), submit(*requests)))
+    assert [(await layer.receive(channel))["n"] for _ in range(3)] == [0, 1, 2]
+    waiting = asyncio.ensure_future(layer.receive(channel))  # nothing there: waits, registered on this thread too
+    await wait_until(lambda: layer.stats().waiting_receivers == 1)
+    assert submitted == []
+    await layer.send(channel, {"type": "n", "n": 3})
+    assert (await waiting)["n"] == 3
+    assert layer.stats().delivered_to_receivers == 4
+
+
+async def test_an_expired_head_is_dropped_not_taken(make_layer, caplog) -> None:
+    layer = make_layer(local_expiry=0.2)
+    channel = await layer.new_channel()
+    await layer.send(channel, {"type": "old"})
+    await wait_until(lambda: layer.stats().buffered == 1)
+    await asyncio.sleep(0.3)  # past local expiry (the expiry timer may or may not have run yet)
+    await layer.send(channel, {"type": "new"})
+    assert await asyncio.wait_for(layer.receive(channel), 5) == {"type": "new"}
+    assert dropped(caplog, "expired") == 1

@@ -119,3 +119,17 @@ def test_idle_layer_uses_no_cpu(layer) -> None:
     before = cpu_ticks()
     time.sleep(2)
     assert cpu_ticks() - before <= 1  # no polling: the I/O thread sleeps in the poller
+
+
+def test_a_message_offered_to_a_dead_loops_receive_goes_to_the_next_receive(make_layer) -> None:
+    """A loop closed with a receive() waiting (never cancelled, never run again): its message is not lost."""
+    layer = make_layer()
+    channel = async_to_sync(layer.new_channel)()
+    loop = asyncio.new_event_loop()
+    abandoned = loop.create_task(layer.receive(channel))
+    loop.run_until_complete(asyncio.sleep(0.05))  # the receive() now waits on this loop
+    assert layer.stats().waiting_receivers == 1
+    loop.close()
+    async_to_sync(layer.send)(channel, {"type": "kept"})
+    assert async_to_sync(layer.receive)(channel) == {"type": "kept"}
+    assert not abandoned.done()

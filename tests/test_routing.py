@@ -138,6 +138,43 @@ def test_take_never_hands_out_an_expired_message() -> None:
     assert inbox.waiting == 1
 
 
+def test_take_ready_hands_a_fresh_head_with_nothing_else_to_do() -> None:
+    inbox: Inbox[str, int] = Inbox(capacity=10, expiry=60)
+    assert inbox.take_ready("a!1", now=0) is None  # nothing there
+    inbox.add_member("g", "a!1", now=0)
+    inbox.add_member("g", "b!1", now=0)
+    inbox.offer(1, group("g"), {"n": 1}, now=0)
+    taken = inbox.take_ready("a!1", now=1)
+    assert taken == {"n": 1}
+    taken["mine"] = True  # each member's copy is its own
+    assert inbox.take_ready("b!1", now=1) == {"n": 1}
+    assert (inbox.in_memory, inbox.handed_over, inbox.channel_count()) == (0, 2, 0)
+
+
+def test_take_ready_leaves_an_expired_head_and_held_deliveries_to_take() -> None:
+    inbox: Inbox[str, int] = Inbox(capacity=1, expiry=60)
+    inbox.offer(1, to("a!1"), {"n": 1}, now=0)
+    assert inbox.take_ready("a!1", now=60) is None  # expired: `take` drops it and logs it
+    assert inbox.backlog("a!1") == 1
+    assert inbox.offer(2, to("a!1"), {"n": 2}, now=0).paused  # at capacity, nobody waiting: held
+    assert inbox.take_ready("a!1", now=1) is None  # taking would make room for the held one: `take` routes it
+    effects = inbox.take("a!1", "w", now=1)
+    assert [h.message for h in effects.handoffs] == [{"n": 1}] and effects.acks == [2]
+
+
+def test_wait_ready_registers_only_when_nothing_is_buffered_or_held() -> None:
+    inbox: Inbox[str, int] = Inbox(capacity=1, expiry=60)
+    assert inbox.wait_ready("a!1", "w1")
+    assert inbox.waiting == 1
+    assert [h.waiter for h in inbox.offer(1, to("a!1"), {"n": 1}, now=0).handoffs] == ["w1"]
+    inbox.offer(2, to("a!1"), {"n": 2}, now=0)
+    assert not inbox.wait_ready("a!1", "w2")  # a message is there: take it
+    inbox.offer(3, to("b!1"), {"n": 3}, now=0)  # held: capacity 1 is used by a!1's message
+    assert inbox.held == 1
+    assert not inbox.wait_ready("c!1", "w3")  # a new waiter lets held deliveries in: that is `take`'s work
+    assert inbox.waiting == 0
+
+
 def test_put_back_goes_to_the_head_or_the_next_waiter() -> None:
     inbox: Inbox[str, int] = Inbox(capacity=10, expiry=60)
     inbox.offer(1, to("a!1"), {"n": 2}, now=0)
