@@ -58,7 +58,7 @@ setup(
             "types-channels",
         ],
         "docs": ["sphinx>=7", "myst-parser>=2"],
-        "bench": ["janus>=2,<3", "channels_redis>=4.2", "channels_rabbitmq>=4"],
+        "bench": ["janus>=2,<3", "channels_redis>=4.2", "channels_rabbitmq>=4", "channels-nats>=0.6"],
     },
     classifiers=[
         "Framework :: Django",

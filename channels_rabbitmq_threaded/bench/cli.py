@@ -57,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser, default_host: str) -> None:
         "--host", default=default_host, help=help_text(f"AMQP URL of the broker (default {default_host})")
     )
     parser.add_argument("--redis", default=DEFAULT_REDIS, help=f"Redis URL for the peers (default {DEFAULT_REDIS})")
+    parser.add_argument(
+        "--nats", default=layers.DEFAULT_NATS, help=f"NATS URL for channels_nats ({layers.DEFAULT_NATS})"
+    )
     parser.add_argument("--layer", help="dotted path of a CHANNEL_LAYERS backend to measure instead of ours")
     parser.add_argument("--config", default="{}", help="JSON object of that layer's options (its CONFIG)")
     parser.add_argument("--compare", action="store_true", help="also run every installed peer whose server answers")
@@ -121,7 +124,7 @@ def _layers(args: argparse.Namespace) -> list[LayerSpec]:
     if not args.compare:
         return named or [layers.ours(args.host)]
     plan = [layers.ours(args.host), layers.ours(args.host, wait_for_confirms=False), *named]
-    for peer in layers.peers(args.host, args.redis):
+    for peer in layers.peers(args.host, args.redis, args.nats):
         if not peer.importable():
             print(f"bench: skipping {peer.label}: not installed", file=sys.stderr)
         elif not peer.reachable():

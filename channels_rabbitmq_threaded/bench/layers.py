@@ -7,6 +7,9 @@ process does. Under ``--compare`` our layer is measured twice: as configured by 
 confirms awaited) and in its opt-in ``wait_for_confirms=False`` mode ("ours_nowait"); then `peers()`, the other
 layers, each if it imports and its server answers a TCP connect.
 
+channels_nats delivers over NATS core pub/sub, which drops what a slow subscriber cannot take: every scenario counts
+messages delivered, never messages sent, and a cell whose receivers got less says so.
+
 Capacities are raised to 100,000 (``local_capacity`` to 50,000, since channels_rabbitmq uses it as its prefetch
 count, which AMQP caps at 65,535) in every default configuration: the scenarios measure speed, and a sender that
 outruns a 100-message channel would measure `ChannelFull` instead. The configuration each layer ran with is
@@ -23,6 +26,7 @@ from urllib.parse import urlsplit
 
 OURS = "channels_rabbitmq_threaded.core.RabbitmqChannelLayer"
 BIG = 100_000  # capacity for every layer in the default configurations (see the module docstring)
+DEFAULT_NATS = "nats://127.0.0.1:4222"
 LOCAL_BIG = 50_000  # local_capacity: channels_rabbitmq uses it as the AMQP prefetch count, at most 65,535
 
 
@@ -66,7 +70,7 @@ def ours(amqp_url: str, wait_for_confirms: bool = True) -> LayerSpec:
     return LayerSpec("ours" if wait_for_confirms else "ours_nowait", OURS, config, server=amqp_url)
 
 
-def peers(amqp_url: str, redis_url: str) -> list[LayerSpec]:
+def peers(amqp_url: str, redis_url: str, nats_url: str = DEFAULT_NATS) -> list[LayerSpec]:
     """The other layers `--compare` measures when they are installed and their server answers."""
     redis_hosts = [redis_url]
     return [
@@ -85,6 +89,12 @@ def peers(amqp_url: str, redis_url: str) -> list[LayerSpec]:
         LayerSpec(
             "redis_pubsub", "channels_redis.pubsub.RedisPubSubChannelLayer", {"hosts": redis_hosts}, server=redis_url
         ),
+        LayerSpec(
+            "channels_nats",
+            "channels_nats.NatsChannelLayer",
+            {"servers": [nats_url], "capacity": BIG},
+            server=nats_url,
+        ),
         LayerSpec("in_memory", "channels.layers.InMemoryChannelLayer", {"capacity": BIG}, cross_process=False),
     ]
 
@@ -97,7 +107,7 @@ def custom(path: str, config: dict[str, Any]) -> LayerSpec:
 
 def server_answers(url: str, timeout: float = 1.0) -> bool:
     parts = urlsplit(url)
-    default_port = {"amqp": 5672, "amqps": 5671, "redis": 6379, "rediss": 6379}.get(parts.scheme, 0)
+    default_port = {"amqp": 5672, "amqps": 5671, "redis": 6379, "rediss": 6379, "nats": 4222}.get(parts.scheme, 0)
     try:
         socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), timeout).close()
     except OSError:

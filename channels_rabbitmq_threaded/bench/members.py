@@ -7,15 +7,19 @@ its deadline passed, or ``("error", text)`` at any point. A member never decides
 records the monotonic time of its first and last delivery (the same clock in every process on Linux), and the
 scenario computes rates from the sender's start.
 
-Three kinds of member: ``count`` (receive `expect` messages on each of its channels), ``echo`` (answer every
-message on the channel named in its ``reply`` key, for round trips) and ``raw`` (pika alone: an exclusive queue
-consumed with the layer's default prefetch and manual acks).
+Four kinds of member: ``count`` (receive `expect` messages on each of its channels), ``room`` (the same, and
+report ``("got", n, time)`` as soon as every one of its channels has message number ``n``, for the big-room
+scenario; it also stops when the sender says ``stop``, since a layer that drops messages would leave it waiting),
+``echo`` (answer every message on the channel named in its ``reply`` key, for round trips) and ``raw`` (pika
+alone: an exclusive queue consumed with the layer's default prefetch and manual acks). ``count`` and ``room``
+members report the CPU time (user and system, all threads) their process spent between ``ready`` and ``done``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import resource
 import time
 import traceback
 from dataclasses import dataclass
@@ -33,7 +37,7 @@ class BenchError(Exception):
 
 @dataclass(frozen=True)
 class MemberJob:
-    kind: str  # "count", "echo" or "raw"
+    kind: str  # "count", "room", "echo" or "raw"
     channels: int = 1
     group: str | None = None
     expect: int = 0  # messages per channel ("count", "raw")
@@ -73,16 +77,41 @@ class Members:
         """Each member's ``done`` figures: blocks until every member reports (its own deadline bounds this)."""
         return [self._expect(pipe, "done", job.timeout + 30) for pipe, job in zip(self._pipes, self._jobs, strict=True)]
 
+    def all_got(self, n: int, timeout: float) -> float | None:
+        """When the last ``room`` member reported having message `n` on every channel; None if one did not within
+        `timeout` seconds (the layer lost a copy, or is that slow). Reports of earlier messages are skipped."""
+        deadline = time.monotonic() + timeout
+        last = 0.0
+        for pipe in self._pipes:
+            while True:
+                if not pipe.poll(max(0.0, deadline - time.monotonic())):
+                    return None
+                kind, *value = pipe.recv()
+                if kind == "error":
+                    raise BenchError(f"receiver: {value[0]}")
+                if kind == "got" and value[0] >= n:
+                    last = max(last, value[1])
+                    break
+        return last
+
+    def stop(self) -> None:
+        """Tell ``room`` members to report now, with whatever they received."""
+        for pipe in self._pipes:
+            pipe.send("stop")
+
     def _expect(self, pipe: Connection, kind: str, timeout: float) -> Any:
-        if not pipe.poll(timeout):
-            raise BenchError(f"a receiver process sent no {kind!r} within {timeout:g}s")
-        try:
-            got, value = pipe.recv()
-        except EOFError:
-            raise BenchError(f"a receiver process ended before {kind!r}") from None
-        if got == "error":
-            raise BenchError(f"receiver: {value}")
-        return value
+        deadline = time.monotonic() + timeout
+        while True:
+            if not pipe.poll(max(0.0, deadline - time.monotonic())):
+                raise BenchError(f"a receiver process sent no {kind!r} within {timeout:g}s")
+            try:
+                got, *value = pipe.recv()
+            except EOFError:
+                raise BenchError(f"a receiver process ended before {kind!r}") from None
+            if got == "error":
+                raise BenchError(f"receiver: {value[0]}")
+            if got != "got":  # a room member's late progress report: not what is awaited
+                return value[0]
 
     def _end(self) -> None:
         for process in self._processes:
@@ -119,17 +148,42 @@ async def _layer_member(spec: LayerSpec, job: MemberJob, pipe: Connection) -> No
         pipe.send(("done", {}))
         return
     clock = DeliveryClock()
+    cpu_before = cpu_seconds()
+    copies: dict[int, int] = {}  # room: message number -> how many of this member's channels have it
 
     async def drain(channel: str) -> None:
         for _ in range(job.expect):
-            await layer.receive(channel)
+            message = await layer.receive(channel)
             clock.tick()
+            if job.kind == "room":
+                n = message.get("n", -1)
+                copies[n] = copies.get(n, 0) + 1
+                if copies[n] == len(channels):
+                    pipe.send(("got", n, time.monotonic()))
 
-    tasks = [asyncio.ensure_future(drain(channel)) for channel in channels]
-    _done, pending = await asyncio.wait(tasks, timeout=job.timeout)
+    drained: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*(drain(channel) for channel in channels)))
+    watched = [drained, asyncio.ensure_future(_until_stopped(pipe))] if job.kind == "room" else [drained]
+    _done, pending = await asyncio.wait(watched, timeout=job.timeout, return_when=asyncio.FIRST_COMPLETED)
     for task in pending:
         task.cancel()
-    pipe.send(("done", clock.figures()))
+    pipe.send(("done", clock.figures() | {"cpu": cpu_seconds() - cpu_before}))
+
+
+async def _until_stopped(pipe: Connection) -> None:
+    """Returns when the sender writes to the pipe (its ``stop``)."""
+    loop = asyncio.get_running_loop()
+    readable = asyncio.Event()
+    loop.add_reader(pipe.fileno(), readable.set)
+    try:
+        await readable.wait()
+    finally:
+        loop.remove_reader(pipe.fileno())
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process so far, user and system, all its threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 async def _echo(layer: Any, channel: str) -> None:

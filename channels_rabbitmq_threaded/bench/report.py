@@ -53,6 +53,15 @@ _FORMATS: dict[str, Callable[[dict[str, Any]], str]] = {
     "memory": lambda f: f"{f['MB per 10,000 channels']:.1f} MB",
     "raw": lambda f: f"{f['delivered/s']:,.0f} delivered/s ({f['sends/s']:,.0f} sends/s)",
     "idle": lambda f: f"{f['CPU ms per 10 s']:.0f} ms CPU, {f['wake-ups per 10 s']:.0f} wake-ups",
+    "cpu": lambda f: (
+        f"{f['CPU s per 10,000']:.2f} s (sender {f['sender CPU s per 10,000']:.2f}, receiver"
+        f" {f['receiver CPU s per 10,000']:.2f})"
+    ),
+    "bigroom": lambda f: f"p50 {f['p50 ms']:.0f} / p99 {f['p99 ms']:.0f} ms",
+    "storm": lambda f: (
+        f"{f['joins/s']:,.0f} joins/s, {f['leaves/s']:,.0f} leaves/s; shared {f['shared joins/s']:,.0f} /"
+        f" {f['shared leaves/s']:,.0f}"
+    ),
     "bulk": lambda f: (
         f"{f['bulk gain']:.1f}x ({f['bulk calls/s']:,.0f} vs {f['one by one calls/s']:,.0f} calls/s);"
         f" sync {f['sync bulk gain']:.1f}x ({f['sync bulk calls/s']:,.0f} vs {f['sync one by one calls/s']:,.0f})"
@@ -141,6 +150,9 @@ def _as(figure: Figure, ours: str) -> Figure:
     return (ours if label == OURS else label, scenario, name)
 
 
+# The goals of the performance issues, as data. Where a later issue restated a goal with another bound, the stricter
+# one stands (a goal is never lowered): fan-out >= 2x and round trip p50 <= 1.0x (a later table says 1.5x and 1.1x),
+# concurrent >= 1.5x channels_rabbitmq (1.2x) and >= 85 % of raw pika (70 % before), sync >= 5x channels_redis (4x).
 GOALS = [
     Goal("1 sync group_send", ">= 80 % of asgiref's no-op ceiling", (OURS, "sync", "calls/s"),
          (OURS, "sync", "ceiling calls/s"), 0.8),
@@ -152,8 +164,8 @@ GOALS = [
          ("channels_rabbitmq", "sequential", "delivered/s"), 1.0),
     Goal("4 async send, concurrent", ">= 1.5x channels_rabbitmq", (OURS, "concurrent", "delivered/s"),
          ("channels_rabbitmq", "concurrent", "delivered/s"), 1.5),
-    Goal("4 async send, concurrent", ">= 70 % of raw pika", (OURS, "concurrent", "delivered/s"),
-         (BASELINE, "raw", "delivered/s"), 0.7),
+    Goal("4 async send, concurrent", ">= 85 % of raw pika", (OURS, "concurrent", "delivered/s"),
+         (BASELINE, "raw", "delivered/s"), 0.85),
     Goal("5 fan-out", ">= 2x channels_rabbitmq", (OURS, "fanout", "deliveries/s"),
          ("channels_rabbitmq", "fanout", "deliveries/s"), 2.0),
     Goal("5 fan-out", ">= 1.0x channels_redis pub/sub", (OURS, "fanout", "deliveries/s"),
@@ -166,6 +178,20 @@ GOALS = [
          ("channels_rabbitmq", "memory", "MB per 10,000 channels"), 1.0, at_most=True),
     Goal("10 bulk, async", ">= 10x one awaited group_send per group", (OURS, "bulk", "bulk gain"), None, 10.0),
     Goal("10 bulk, sync", ">= 10x one group_send_sync per group", (OURS, "bulk", "sync bulk gain"), None, 10.0),
+    Goal("11 CPU per delivered message", "<= channels_rabbitmq", (OURS, "cpu", "CPU s per 10,000"),
+         ("channels_rabbitmq", "cpu", "CPU s per 10,000"), 1.0, at_most=True),
+    Goal("12 big room p50", "<= channels_rabbitmq", (OURS, "bigroom", "p50 ms"),
+         ("channels_rabbitmq", "bigroom", "p50 ms"), 1.0, at_most=True),
+    Goal("12 big room p99", "<= channels_rabbitmq", (OURS, "bigroom", "p99 ms"),
+         ("channels_rabbitmq", "bigroom", "p99 ms"), 1.0, at_most=True),
+    Goal("12 big room p50", "<= channels_redis", (OURS, "bigroom", "p50 ms"),
+         ("channels_redis", "bigroom", "p50 ms"), 1.0, at_most=True),
+    Goal("12 big room p99", "<= channels_redis", (OURS, "bigroom", "p99 ms"),
+         ("channels_redis", "bigroom", "p99 ms"), 1.0, at_most=True),
+    Goal("13 storm, per-user groups", ">= 1.0x channels_rabbitmq joins/s", (OURS, "storm", "joins/s"),
+         ("channels_rabbitmq", "storm", "joins/s"), 1.0),
+    Goal("13 storm, 100 shared groups", ">= 1.5x channels_redis joins/s", (OURS, "storm", "shared joins/s"),
+         ("channels_redis", "storm", "shared joins/s"), 1.5),
     Goal("idle CPU (ms in 10 s)", "0: below one 10 ms scheduler tick", (OURS, "idle", "CPU ms per 10 s"), None,
          9.999, at_most=True, unit="ms"),
 ]  # fmt: skip

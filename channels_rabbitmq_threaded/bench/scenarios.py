@@ -20,7 +20,7 @@ import secrets
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -28,7 +28,7 @@ import msgpack
 from asgiref.sync import async_to_sync
 
 from .layers import LayerSpec
-from .members import BenchError, MemberJob, Members
+from .members import BenchError, MemberJob, Members, cpu_seconds
 
 ROUNDS = 5  # the sync scenario alternates the ceiling and the layer this many times
 THREADS = 4  # plain threads in the synchronous scenarios (a Celery worker's or a WSGI server's threads)
@@ -37,6 +37,12 @@ FANOUT_PROCESSES = 4
 FANOUT_MEMBERS = 100
 MEMORY_GROUP_SIZE = 10  # the memory scenario puts its channels in groups of this size (chat rooms)
 WARM_UP_ROUND_TRIPS = 20
+BIGROOM_MEMBERS = 5000
+BIGROOM_PROCESSES = 4
+BIGROOM_WARM_UP = 5  # messages sent before the measured ones
+BIGROOM_WAIT = 10.0  # seconds one message may take to reach every member before it counts as not delivered
+STORM_SHARED_GROUPS = 100
+STORM_IN_FLIGHT = 100  # calls at once in the join storm: channels_redis's default pool holds 100 connections
 PAYLOAD = "x" * 100  # each message carries about 150 bytes, a short chat line with its metadata
 
 
@@ -57,6 +63,9 @@ class Counts:
     channels: int = 10_000
     raw: int = 5000
     bulk: int = 1000  # groups notified, one message each
+    cpu: int = 10_000  # messages whose CPU cost is measured
+    bigroom: int = 100  # group_sends to the big room (after BIGROOM_WARM_UP)
+    storm: int = 5000  # channels joining (and leaving) at once
     idle_seconds: float = 10.0
 
     @classmethod
@@ -173,15 +182,17 @@ def async_sequential(spec: LayerSpec, counts: Counts, context: Context) -> dict[
 def async_concurrent(spec: LayerSpec, counts: Counts, context: Context) -> dict[str, Any]:
     """50 coroutines of one process send to a channel in another process, N in all."""
     total = counts.concurrent
+    return _sends_to_one_member(spec, context, total, lambda layer, target: send_in_lanes(layer, target, total))
 
-    async def send_all(layer: Any, target: str) -> None:
-        async def lane(first: int) -> None:
-            for n in range(first, total, LANES):
-                await layer.send(target, message(n))
 
-        await asyncio.gather(*(lane(first) for first in range(LANES)))
+async def send_in_lanes(layer: Any, target: str, total: int) -> None:
+    """`total` messages to `target` from LANES coroutines at once."""
 
-    return _sends_to_one_member(spec, context, total, send_all)
+    async def lane(first: int) -> None:
+        for n in range(first, total, LANES):
+            await layer.send(target, message(n))
+
+    await asyncio.gather(*(lane(first) for first in range(LANES)))
 
 
 def _sends_to_one_member(
@@ -299,6 +310,114 @@ def bulk(spec: LayerSpec, counts: Counts, context: Context) -> dict[str, Any]:
     figures["bulk gain"] = seconds["one by one"] / seconds["bulk"]
     figures["sync bulk gain"] = seconds["sync one by one"] / seconds["sync bulk"]
     return figures | {"delivered": delivered, "expected": 4 * total}
+
+
+# -- 11 to 13: what a message costs, big rooms, join storms -------------------------------------------------------
+
+
+def cpu(spec: LayerSpec, counts: Counts, context: Context) -> dict[str, Any]:
+    """CPU seconds (user + system, every thread) of the sending and the receiving process per 10,000 delivered
+    messages, under the concurrent scenario's load (50 coroutines send N messages to a channel in another process).
+    The sender is measured until the receiver has everything (a layer that sends in the background pays later)."""
+    require_cross_process(spec)
+    total = counts.cpu
+    with Members(spec, [MemberJob("count", expect=total)]) as members:
+        target = members.channels[0][0]
+
+        async def run() -> tuple[float, list[dict[str, Any]]]:
+            layer = spec.build()
+            await layer.group_send(context.name("warm"), {"type": "bench.warm"})
+            before = cpu_seconds()
+            await send_in_lanes(layer, target, total)
+            reports = await asyncio.get_running_loop().run_in_executor(None, members.results)
+            spent = cpu_seconds() - before
+            await aclose_quietly(layer)
+            return spent, reports
+
+        sender, reports = asyncio.run(run())
+    delivered = sum(report["received"] for report in reports)
+    receiver = sum(report["cpu"] for report in reports)
+    per = 10_000 / max(1, delivered)
+    return {
+        "CPU s per 10,000": (sender + receiver) * per,
+        "sender CPU s per 10,000": sender * per,
+        "receiver CPU s per 10,000": receiver * per,
+        "delivered": delivered,
+        "expected": total,
+    }
+
+
+def bigroom(spec: LayerSpec, counts: Counts, context: Context) -> dict[str, Any]:
+    """group_send to one group of 5,000 members over 4 processes, one message at a time: each is timed from its
+    group_send's start to the moment its last member has it (the members report), then the next is sent. A message
+    some member never gets within BIGROOM_WAIT seconds is not delivered, and has no time."""
+    require_cross_process(spec)
+    group = context.name("bigroom")
+    total = BIGROOM_WARM_UP + counts.bigroom
+    job = MemberJob("room", channels=BIGROOM_MEMBERS // BIGROOM_PROCESSES, group=group, expect=total, timeout=600)
+    with Members(spec, [job] * BIGROOM_PROCESSES) as members:
+
+        async def run() -> list[float | None]:
+            layer = spec.build()
+            await layer.group_send(context.name("warm"), {"type": "bench.warm"})
+            loop = asyncio.get_running_loop()
+            lasts: list[float | None] = []
+            for n in range(total):
+                started = time.monotonic()
+                await layer.group_send(group, message(n))
+                last = await loop.run_in_executor(None, members.all_got, n, BIGROOM_WAIT)
+                lasts.append(None if last is None else 1000 * (last - started))
+            await aclose_quietly(layer)
+            return lasts[BIGROOM_WARM_UP:]
+
+        lasts = asyncio.run(run())
+        members.stop()
+        members.results()
+    timings = sorted(ms for ms in lasts if ms is not None)
+    if not timings:
+        raise BenchError(f"no message reached all {BIGROOM_MEMBERS} members within {BIGROOM_WAIT:g}s")
+    return {
+        "p50 ms": statistics.median(timings),
+        "p99 ms": timings[min(len(timings) - 1, int(len(timings) * 0.99))],
+        "delivered": len(timings),
+        "expected": counts.bigroom,
+    }
+
+
+def storm(spec: LayerSpec, counts: Counts, context: Context) -> dict[str, Any]:
+    """N new channels each join their own group (per-user groups, as a site right after a deploy), then leave; then
+    N channels join 100 shared groups, then leave. STORM_IN_FLIGHT calls at a time (all N at once exhausts
+    channels_redis's connection pool, and 5,000 connections of its own time out), each rate from the first call to
+    the last answer."""
+    total = counts.storm
+
+    async def run() -> dict[str, Any]:
+        layer = spec.build()
+        await layer.group_send(context.name("warm"), {"type": "bench.warm"})
+        figures: dict[str, Any] = {}
+        for label, groups in (
+            ("", [context.name(f"storm-user-{i}") for i in range(total)]),
+            ("shared ", [context.name(f"storm-room-{i % STORM_SHARED_GROUPS}") for i in range(total)]),
+        ):
+            pairs = [(group, await layer.new_channel()) for group in groups]
+            for verb, call in (("joins/s", layer.group_add), ("leaves/s", layer.group_discard)):
+                started = time.perf_counter()
+                await in_flight(STORM_IN_FLIGHT, (call(group, channel) for group, channel in pairs))
+                figures[label + verb] = total / (time.perf_counter() - started)
+        await aclose_quietly(layer)
+        return figures
+
+    return asyncio.run(run())
+
+
+async def in_flight(width: int, calls: Iterator[Awaitable[Any]]) -> None:
+    """Await `calls`, `width` at a time (each lane takes the next call when its last one is answered)."""
+
+    async def lane() -> None:
+        for call in calls:
+            await call
+
+    await asyncio.gather(*(lane() for _ in range(width)))
 
 
 # -- 7 and the idle check: one process -----------------------------------------------------------------------------
@@ -490,5 +609,11 @@ SCENARIOS = [
     Scenario("8", "raw", "raw pika (confirms, 50 in flight)", raw_pika, "delivered/s", baseline=True),
     Scenario("9", "idle", "idle process", idle, "CPU ms per 10 s", higher_is_better=False),
     Scenario("10", "bulk", "group_send_many vs one awaited group_send per group", bulk, "bulk gain"),
-]
+    Scenario("11", "cpu", "CPU of sender and receiver per 10,000 delivered", cpu, "CPU s per 10,000",
+             higher_is_better=False),
+    Scenario("12", "bigroom", f"big room, {BIGROOM_MEMBERS:,} over {BIGROOM_PROCESSES} processes: to the last member",
+             bigroom, "p50 ms", higher_is_better=False),
+    Scenario("13", "storm", f"join storm, {STORM_IN_FLIGHT} in flight: own groups, then {STORM_SHARED_GROUPS} shared",
+             storm, "joins/s"),
+]  # fmt: skip
 BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
