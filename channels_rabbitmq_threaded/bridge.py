@@ -283,5 +283,8 @@ class Waiter:
 
     def __del__(self) -> None:
         # A loop closed with our _settle still queued: the message would vanish with the waiter. Give it back.
-        with contextlib.suppress(Exception):  # never raise from a finalizer (the interpreter may be shutting down)
-            self._give_back()
+        try:  # never raise from a finalizer (the interpreter may be shutting down); try costs nothing when quiet
+            if self._message is not _NOTHING:
+                self._give_back()
+        except Exception:
+            pass

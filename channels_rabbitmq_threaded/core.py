@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 _live_threads: weakref.WeakSet[IOThread] = weakref.WeakSet()
 _all_layers: weakref.WeakSet[RabbitmqChannelLayer] = weakref.WeakSet()
 EXIT_TIMEOUT = 2.0  # seconds each I/O thread gets to close its connection when the interpreter exits
+RECEIVABLE_NAMES = 10_000  # channel names remembered as checked for receive(); forgotten all at once beyond
 
 
 @atexit.register
@@ -97,6 +98,7 @@ class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
         self._start_lock = threading.Lock()
         self._closed = False
         self._calls = CallStats()
+        self._receivable: set[str] = set()  # names receive() has checked already (a receiver calls it in a loop)
         _all_layers.add(self)
 
     # -- the Channels API -----------------------------------------------------------------------------------------
@@ -157,9 +159,13 @@ class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
 
         Cancellation-safe: a message that reached a cancelled receive() goes back to the head of its channel.
         """
-        self.require_valid_channel_name(channel)
-        if is_process_specific(channel):
-            self._require_local(channel)
+        if channel not in self._receivable:
+            self.require_valid_channel_name(channel)
+            if is_process_specific(channel):
+                self._require_local(channel)
+            if len(self._receivable) >= RECEIVABLE_NAMES:
+                self._receivable.clear()
+            self._receivable.add(channel)
         io_thread = self._io()
         message = io_thread.take_ready(channel)  # already here: no request, no wake-up, no future
         if message is not None:
@@ -318,6 +324,7 @@ class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
         io_thread, self._io_thread = self._io_thread, None
         self._start_lock = threading.Lock()  # it may have been held by a thread that does not exist here
         self.queue_name = _new_queue_name()
+        self._receivable = set()  # they were the parent's channels
         if io_thread is not None:
             io_thread.let_go_in_child()
 

@@ -118,15 +118,18 @@ class IOThread:
         self._expiry = ExpiryTimer(self._ioloop, self._routing, self._apply)
         self.figures = Figures(self._routing, self._consumer, self._publisher, self._drops, lambda: self._routing.held)
         self._stopping = False
+        self._running = False  # from start() until the thread's last act
         self._stop_request: Stop | None = None
 
     # -- the thread-safe surface -----------------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._running = True
         self._thread.start()
 
     def is_alive(self) -> bool:
-        return self._thread.is_alive()
+        """False once the thread has answered everyone and is ending (a flag: every call of the layer asks)."""
+        return self._running
 
     def submit(self, *requests: Request) -> None:
         """Hand requests to the I/O thread, in order, with one wake-up (any thread; never blocks)."""
@@ -188,6 +191,7 @@ class IOThread:
         finally:
             self._wakes.uninstall()  # no more pika timers: answers from here on go out at once
             self._end(self._death)
+            self._running = False
 
     def _end(self, death: BaseException) -> None:
         """The thread's last act: answer everyone still waiting, whatever they wait for."""
