@@ -6,7 +6,8 @@ Theory of operation
 deliveries, acks, binds and unbinds. It opens on first need (`Link.start`): a process that only sends never
 declares a queue. Its setup, one RPC per step, each answer wrapped by `Link.step`:
 
-1. `_setup`: `exchange.declare` of the groups exchange (direct) -> `_on_exchange_declared`;
+1. `_setup`: open the further bind channels -> `_declare_exchange`: `exchange.declare` of the groups exchange
+   (direct) -> `_on_exchange_declared`;
 2. `exchange.declare` of the control exchange (fanout, for `flush()`) -> `_on_control_exchange_declared`;
 3. `queue.declare` of the process's queue (`Settings.process_queue`: leased, or exclusive with `queue_lease=0`)
    -> `_on_queue_declared`;
@@ -15,6 +16,11 @@ declares a queue. Its setup, one RPC per step, each answer wrapped by `Link.step
 6. `basic.qos` (`prefetch_count`) -> `_on_qos_set`;
 7. `basic.consume` of the queue -> `_on_consuming`: the link is ready; consumers of the normal channels that
    receivers wait on start again.
+
+Binds and unbinds are spread over `BIND_CHANNELS` channels of the connection (`Link.open_more_channels`): pika
+runs one RPC at a time per channel, and a join storm of per-user groups binds about twice as fast over four
+(`docs/performance.md`). A group always uses the same channel (a hash of its name), so its binds and unbinds stay
+in order; every other RPC, the consumer and the acks use the main channel.
 
 Groups are bound before consuming starts, so after a reconnect the first delivery implies the bindings are back.
 A leased queue outlives a cut connection with its messages and bindings (binding again is then a no-op; groups
@@ -46,6 +52,7 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -62,6 +69,8 @@ from .requests import Flush, GroupAdd, Request
 from .routing import DropReason
 
 logger = logging.getLogger(__name__)
+
+BIND_CHANNELS = 4  # channels of the consumer connection that binds and unbinds are spread over
 
 
 class ConsumerHub(Protocol):
@@ -129,9 +138,13 @@ class ConsumerSide:
     # -- LinkOwner: setup, one RPC per step --------------------------------------------------------------------------
 
     def setup(self, channel: Any, done: Callable[[], None]) -> None:
-        """Step 1: declare the groups exchange."""
+        """Step 1: open the further channels for binds, then declare the groups exchange."""
         self._ready = done
-        channel.exchange_declare(
+        self.link.open_more_channels(BIND_CHANNELS - 1, self._declare_exchange)
+
+    @guarded
+    def _declare_exchange(self) -> None:
+        self.link.channel.exchange_declare(
             exchange=self.settings.groups_exchange,
             exchange_type="direct",
             callback=self.link.step(self._on_exchange_declared),
@@ -237,9 +250,14 @@ class ConsumerSide:
             request.resolve()
 
     def _bind(self, group: str, callback: Callable[[Any], None]) -> None:
-        self.link.channel.queue_bind(
+        self._channel_of(group).queue_bind(
             self.queue_name, self.settings.groups_exchange, routing_key=group, callback=callback
         )
+
+    def _channel_of(self, group: str) -> Any:
+        """The channel that binds and unbinds `group`: always the same one, so that they stay in order."""
+        channels = [self.link.channel, *self.link.more_channels]
+        return channels[zlib.crc32(group.encode()) % len(channels)]
 
     @guarded
     def _on_bound(self, group: str, requests: list[GroupAdd]) -> None:
@@ -256,7 +274,7 @@ class ConsumerSide:
     def stop_after_unbinding(self, groups: list[str]) -> None:
         """close(): unbind every group (those with members and those waiting for their delay), then stop the link.
 
-        The unbinds go out one after another on the channel; after the last `UnbindOk` the queue is deleted (a
+        The unbinds go out on their groups' channels; after the last `UnbindOk` the queue is deleted (a
         leased one by `queue.delete`, an exclusive one with the connection) once it holds no binding. The I/O
         thread's stop timer bounds the wait.
         """
@@ -266,11 +284,16 @@ class ConsumerSide:
         if not groups or not self.link.channel_open:
             self._on_unbound_all(None)
             return
-        for group in groups[:-1]:
-            self.unbind(group)
-        self.link.channel.queue_unbind(
-            self.queue_name, self.settings.groups_exchange, routing_key=groups[-1], callback=self._on_unbound_all
-        )
+        left = len(groups)
+
+        def unbound(frame: Any) -> None:
+            nonlocal left
+            left -= 1
+            if left == 0:  # the last UnbindOk, whichever channel it came on
+                self._on_unbound_all(frame)
+
+        for group in groups:
+            self._unbind_now(group, unbound)
 
     @guarded
     def _on_unbound_all(self, _frame: Any) -> None:
@@ -292,9 +315,9 @@ class ConsumerSide:
         elif self.settings.queue_lease:
             self._stale.add(group)  # the queue keeps the binding: unbind it once reconnected
 
-    def _unbind_now(self, group: str) -> None:
-        self.link.channel.queue_unbind(
-            self.queue_name, self.settings.groups_exchange, routing_key=group, callback=lambda _frame: None
+    def _unbind_now(self, group: str, callback: Callable[[Any], None] = lambda _frame: None) -> None:
+        self._channel_of(group).queue_unbind(
+            self.queue_name, self.settings.groups_exchange, routing_key=group, callback=callback
         )
 
     def ack(self, tags: list[int]) -> None:

@@ -265,6 +265,7 @@ class Link:
         self.state = IDLE
         self.connection: pika.SelectConnection | None = None
         self.channel: Any = None  # the pika Channel of the current connection, once open
+        self.more_channels: list[Any] = []  # further channels of the current connection (`open_more_channels`)
         self.blocked: str | None = None  # RabbitMQ's reason while it blocks this connection (resource alarm)
         self.last_error = "not connected yet"  # why the latest attempt failed or the latest connection ended
         self.last_error_at: float | None = None  # its time.time()
@@ -302,6 +303,28 @@ class Link:
                 logger.debug("%s link: skipped setup step %s (its channel is closing)", self.role, callback.__name__)
 
         return step_if_current
+
+    def open_more_channels(self, count: int, then: Callable[[], None]) -> None:
+        """A setup step: open `count` more channels on this connection, then call `then`.
+
+        pika runs a channel's RPCs one at a time, each waiting for the previous one's answer; RPCs spread over
+        several channels run side by side. A channel the broker closes takes the whole connection with it, as the
+        main one does (the link reconnects), so every channel in `more_channels` is open while the link is ready.
+        """
+        self.more_channels = []
+        connection = self.connection
+        if count <= 0 or connection is None:
+            then()  # (no connection: a setup step runs only on an open one)
+            return
+
+        def opened(channel: Any) -> None:
+            channel.add_on_close_callback(self._on_channel_closed)
+            self.more_channels.append(channel)
+            if len(self.more_channels) == count:
+                then()
+
+        for _ in range(count):
+            connection.channel(on_open_callback=self.step(opened))
 
     # -- life cycle ----------------------------------------------------------------------------------------------
 
@@ -388,6 +411,7 @@ class Link:
     def _on_connection_closed(self, _connection: Any, reason: BaseException) -> None:
         self.connection = None
         self.channel = None
+        self.more_channels = []
         self.blocked = None
         if self._liveness is not None:
             self._liveness.stop()

@@ -18,6 +18,7 @@ members report the CPU time (user and system, all threads) their process spent b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import resource
 import time
@@ -97,7 +98,8 @@ class Members:
     def stop(self) -> None:
         """Tell ``room`` members to report now, with whatever they received."""
         for pipe in self._pipes:
-            pipe.send("stop")
+            with contextlib.suppress(OSError):  # a member that had everything has reported and gone already
+                pipe.send("stop")
 
     def _expect(self, pipe: Connection, kind: str, timeout: float) -> Any:
         deadline = time.monotonic() + timeout
