@@ -24,6 +24,7 @@ pytestmark = pytest.mark.slow
 TINY = [
     "--sync-calls", "10", "--direct-calls", "20", "--sequential", "50", "--concurrent", "100", "--fanout", "5",
     "--round-trips", "20", "--channels", "200", "--raw", "100", "--bulk", "50", "--idle-seconds", "0.5",
+    "--cpu", "100", "--bigroom", "3", "--bigroom-members", "40", "--storm", "50",
 ]  # fmt: skip
 
 

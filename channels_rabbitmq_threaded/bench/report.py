@@ -4,7 +4,8 @@ Theory of operation: `Results` holds one result per (layer label, scenario name)
 ``{"figures": {...}}``, ``{"not_applicable": text}`` or ``{"error": text}``. The comparison table shows each cell's
 figures in one line; a peer's cell also shows how ours compares on the scenario's headline figure. `GOALS` is the
 goals table of the project's performance issue, as data: each goal is a ratio of two figures from the same run
-(or one figure against a bound), judged only when both were measured.
+(or one figure against a bound), judged only when both were measured. `markdown` renders a run's two tables for
+docs/performance.md, from the run's JSON: ``python -m channels_rabbitmq_threaded.bench.report RUN.json``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .layers import LayerSpec
-from .scenarios import Scenario
+from .scenarios import SCENARIOS, Scenario
 
 BASELINE = "pika"  # the label under which layer-independent (baseline) scenarios are recorded
 Figure = tuple[str, str, str]  # (layer label, scenario name, figure name)
@@ -36,6 +37,17 @@ class Results:
 
     def failed(self, label: str) -> list[str]:
         return [scenario for (who, scenario), result in self.cells.items() if who == label and "error" in result]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Results:
+        """The results of a run, read back from its ``--json`` file."""
+        ran = {cell["scenario"] for cell in data["cells"]}
+        results = cls([LayerSpec.from_json(spec) for spec in data["layers"]], [s for s in SCENARIOS if s.name in ran])
+        for cell in data["cells"]:
+            results.cells[(cell["layer"], cell["scenario"])] = {
+                key: value for key, value in cell.items() if key not in ("layer", "scenario")
+            }
+        return results
 
 
 # -- cells ---------------------------------------------------------------------------------------------------------
@@ -254,3 +266,48 @@ def write_json(results: Results, path: str, counts: dict[str, Any]) -> None:
     }
     with open(path, "w") as out:
         json.dump(data, out, indent=2)
+
+
+# -- Markdown, for docs/performance.md --------------------------------------------------------------------------------
+
+
+def markdown(results: Results) -> str:
+    """The run's results table (one row per scenario, one column per layer) and its goals table, in Markdown."""
+    labels = [spec.label for spec in results.layers]
+    lines = ["| scenario | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    for scenario in results.scenarios:
+        if scenario.baseline:
+            texts = [_short(cell_text(scenario, results.cells.get((BASELINE, scenario.name))))]
+            texts += [""] * (len(labels) - 1)
+        else:
+            texts = [_short(cell_text(scenario, results.cells.get((label, scenario.name)))) for label in labels]
+        lines.append(f"| {scenario.number} {scenario.title} | " + " | ".join(texts) + " |")
+    rows = judged_goals(results)
+    modes = [mode for mode in OUR_MODES if any(row["layer"] == mode for row in rows)]
+    lines += ["", "| scenario | goal | " + " | ".join(f"{mode} | met" for mode in modes) + " |"]
+    lines.append("|---|---|" + "---|---|" * len(modes))
+    for goal in GOALS:
+        judged = {row["layer"]: row for row in rows if (row["scenario"], row["goal"]) == (goal.scenario, goal.text)}
+        if not judged:
+            continue
+        shown: list[str] = []
+        for mode in modes:
+            mine = judged.get(mode)
+            if mine is None or mine["measured"] is None:
+                shown += ["-", "not judged" if mine else "-"]
+            else:
+                shown += [mine["shown"], "**yes**" if mine["met"] else "no"]
+        lines.append(f"| {goal.scenario} | {goal.text} | " + " | ".join(shown) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _short(text: str, width: int = 70) -> str:
+    text = text.replace("|", "/")
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+if __name__ == "__main__":
+    import sys as _sys
+
+    with open(_sys.argv[1]) as run:
+        print(markdown(Results.from_json(json.load(run))), end="")

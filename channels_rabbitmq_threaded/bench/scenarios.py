@@ -37,7 +37,6 @@ FANOUT_PROCESSES = 4
 FANOUT_MEMBERS = 100
 MEMORY_GROUP_SIZE = 10  # the memory scenario puts its channels in groups of this size (chat rooms)
 WARM_UP_ROUND_TRIPS = 20
-BIGROOM_MEMBERS = 5000
 BIGROOM_PROCESSES = 4
 BIGROOM_WARM_UP = 5  # messages sent before the measured ones
 BIGROOM_WAIT = 10.0  # seconds one message may take to reach every member before it counts as not delivered
@@ -65,6 +64,7 @@ class Counts:
     bulk: int = 1000  # groups notified, one message each
     cpu: int = 10_000  # messages whose CPU cost is measured
     bigroom: int = 100  # group_sends to the big room (after BIGROOM_WARM_UP)
+    bigroom_members: int = 5000  # channels in the big room, spread over BIGROOM_PROCESSES
     storm: int = 5000  # channels joining (and leaving) at once
     idle_seconds: float = 10.0
 
@@ -348,13 +348,15 @@ def cpu(spec: LayerSpec, counts: Counts, context: Context) -> dict[str, Any]:
 
 
 def bigroom(spec: LayerSpec, counts: Counts, context: Context) -> dict[str, Any]:
-    """group_send to one group of 5,000 members over 4 processes, one message at a time: each is timed from its
-    group_send's start to the moment its last member has it (the members report), then the next is sent. A message
-    some member never gets within BIGROOM_WAIT seconds is not delivered, and has no time."""
+    """group_send to one group of 5,000 members (``--bigroom-members``) over 4 processes, one message at a time:
+    each is timed from its group_send's start to the moment its last member has it (the members report), then the
+    next is sent. A message some member never gets within BIGROOM_WAIT seconds is not delivered, and has no time."""
     require_cross_process(spec)
     group = context.name("bigroom")
     total = BIGROOM_WARM_UP + counts.bigroom
-    job = MemberJob("room", channels=BIGROOM_MEMBERS // BIGROOM_PROCESSES, group=group, expect=total, timeout=600)
+    job = MemberJob(
+        "room", channels=counts.bigroom_members // BIGROOM_PROCESSES, group=group, expect=total, timeout=600
+    )
     with Members(spec, [job] * BIGROOM_PROCESSES) as members:
 
         async def run() -> list[float | None]:
@@ -375,7 +377,7 @@ def bigroom(spec: LayerSpec, counts: Counts, context: Context) -> dict[str, Any]
         members.results()
     timings = sorted(ms for ms in lasts if ms is not None)
     if not timings:
-        raise BenchError(f"no message reached all {BIGROOM_MEMBERS} members within {BIGROOM_WAIT:g}s")
+        raise BenchError(f"no message reached all {counts.bigroom_members} members within {BIGROOM_WAIT:g}s")
     return {
         "p50 ms": statistics.median(timings),
         "p99 ms": timings[min(len(timings) - 1, int(len(timings) * 0.99))],
@@ -611,7 +613,7 @@ SCENARIOS = [
     Scenario("10", "bulk", "group_send_many vs one awaited group_send per group", bulk, "bulk gain"),
     Scenario("11", "cpu", "CPU of sender and receiver per 10,000 delivered", cpu, "CPU s per 10,000",
              higher_is_better=False),
-    Scenario("12", "bigroom", f"big room, {BIGROOM_MEMBERS:,} over {BIGROOM_PROCESSES} processes: to the last member",
+    Scenario("12", "bigroom", f"big room over {BIGROOM_PROCESSES} processes: to the last member",
              bigroom, "p50 ms", higher_is_better=False),
     Scenario("13", "storm", f"join storm, {STORM_IN_FLIGHT} in flight: own groups, then {STORM_SHARED_GROUPS} shared",
              storm, "joins/s"),

@@ -1,0 +1,84 @@
+"""Where the time of one awaited send() goes: a timeline of each send through the I/O thread and back.
+
+Run: `python benchmarks/send_latency.py [--host URL] [--count N]`. One coroutine awaits N sends to a channel of a
+second layer (its own I/O thread; nobody receives, its capacities are raised), as the sequential scenario of the
+bench does. Five points of the layer's own code are wrapped to note the time they run, on the clock of
+`time.perf_counter` that every thread shares:
+
+| from             | to                                  | what happens between                              |
+|------------------|-------------------------------------|---------------------------------------------------|
+| `send()` called  | the I/O thread drains its requests  | validation, encoding, `submit`, the thread wake   |
+| drain            | `basic_publish` returned            | pika frames the message                           |
+| published        | the confirm is read                 | the socket write, the broker, the socket read     |
+| confirm          | the answers of the pass are sent    | settling, `LoopWakes` at the end of the pass      |
+| answers sent     | `send()` returns on the caller loop | `call_soon_threadsafe`, the loop wakes, resumes   |
+
+The medians of each step are printed, and the total. The wrapping costs a few microseconds per step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+from channels_rabbitmq_threaded import RabbitmqChannelLayer, bridge, io_thread, publisher
+from channels_rabbitmq_threaded.config import DEFAULT_HOST
+
+POINTS = ("drain", "published", "confirm", "answers sent")
+marks: dict[str, float] = {}
+
+
+def noted(owner: Any, name: str, point: str, after: bool = False) -> None:
+    """Wrap `owner.name` so that it notes the time at `point` (before it runs, or after with `after`)."""
+    original: Callable[..., Any] = getattr(owner, name)
+
+    def wrapper(*args: Any) -> Any:
+        if not after:
+            marks[point] = time.perf_counter()
+        result = original(*args)
+        if after:
+            marks[point] = time.perf_counter()
+        return result
+
+    setattr(owner, name, wrapper)
+
+
+async def main(host: str, count: int) -> None:
+    noted(io_thread.RequestFunnel, "_drain", "drain")
+    noted(publisher.PublisherSide, "publish", "published", after=True)
+    noted(publisher.PublisherSide, "_on_confirm", "confirm")
+    noted(bridge.LoopWakes, "flush", "answers sent")
+    sender = RabbitmqChannelLayer(host=host)
+    receiver = RabbitmqChannelLayer(host=host, remote_capacity=count + 10, local_capacity=count + 10)
+    channel = await receiver.new_channel()
+    await sender.send(channel, {"type": "warm up"})
+    steps: dict[str, list[float]] = {name: [] for name in ("to drain", *(f"to {p}" for p in POINTS[1:]), "to return")}
+    totals = []
+    for n in range(count):
+        marks.clear()
+        started = time.perf_counter()
+        await sender.send(channel, {"type": "bench.message", "n": n, "text": "x" * 100})
+        ended = time.perf_counter()
+        totals.append(ended - started)
+        if all(point in marks for point in POINTS):
+            times = [started, *(marks[point] for point in POINTS), ended]
+            for name, (begin, end) in zip(steps, itertools.pairwise(times), strict=True):
+                steps[name].append(end - begin)
+    for name, values in steps.items():
+        print(f"{name:<16} median {statistics.median(values) * 1e6:6.0f} us")
+    print(f"{'send()':<16} median {statistics.median(totals) * 1e6:6.0f} us ({count / sum(totals):,.0f} sends/s)")
+    await sender.close()
+    await receiver.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default=DEFAULT_HOST)
+    parser.add_argument("--count", type=int, default=2000)
+    args = parser.parse_args()
+    asyncio.run(main(args.host, args.count))
