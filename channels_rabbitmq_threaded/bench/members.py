@@ -41,6 +41,7 @@ class MemberJob:
     kind: str  # "count", "room", "echo" or "raw"
     channels: int = 1
     group: str | None = None
+    group_each: bool = False  # each channel joins a group of its own, `<group>-<n>` (per-user groups)
     expect: int = 0  # messages per channel ("count", "raw")
     timeout: float = 60.0  # seconds after "ready" that a member waits for its messages
 
@@ -139,8 +140,8 @@ async def _layer_member(spec: LayerSpec, job: MemberJob, pipe: Connection) -> No
     layer = spec.build()
     channels = [await layer.new_channel() for _ in range(job.channels)]
     if job.group is not None:
-        for channel in channels:
-            await layer.group_add(job.group, channel)
+        for n, channel in enumerate(channels):
+            await layer.group_add(f"{job.group}-{n}" if job.group_each else job.group, channel)
     # Some layers connect only on their first send or group_add (channels_rabbitmq 4.0.1, its issue #38): a
     # receiver that never sent would never get its queue. A real consumer has usually sent or joined something.
     await layer.group_send(f"{job.group or 'bench'}-warm", {"type": "bench.warm"})

@@ -269,47 +269,39 @@ def round_trip(spec: LayerSpec, counts: Counts, context: Context) -> dict[str, A
 
 def bulk(spec: LayerSpec, counts: Counts, context: Context) -> dict[str, Any]:
     """N per-user groups notified one awaited group_send at a time, then with one group_send_many; the same from a
-    plain thread (group_send_sync, group_send_many_sync). A receiving layer in this process has a channel in each
-    group and takes every message, so "delivered" is checked; the rates are until the sending call(s) returned."""
+    plain thread (group_send_sync, group_send_many_sync). A receiving process has a channel in each group and counts
+    every message; the rates are until the sending call(s) returned."""
     total = counts.bulk
     sender = spec.build()
     if not callable(getattr(type(sender), "group_send_many", None)):
         raise NotApplicable("no group_send_many")
-    receiver = spec.build()
-    items = [(context.name(f"bulk-{n}"), message(n)) for n in range(total)]
-
-    async def join() -> list[str]:
-        channels = [await receiver.new_channel() for _ in range(total)]
-        await asyncio.gather(*(receiver.group_add(group, c) for (group, _), c in zip(items, channels, strict=True)))
-        await sender.group_send(context.name("warm"), {"type": "bench.warm"})
-        return channels
-
-    async def drain(channels: list[str]) -> int:
-        return len(await asyncio.gather(*(receiver.receive(channel) for channel in channels)))
+    require_cross_process(spec)
+    prefix = context.name("bulk")
+    items = [(f"{prefix}-{n}", message(n)) for n in range(total)]
 
     async def one_by_one() -> None:
         for group, body in items:
             await sender.group_send(group, body)
 
-    channels = asyncio.run(join())
     seconds: dict[str, float] = {}
-    delivered = 0
-    for label, send in (
-        ("one by one", lambda: asyncio.run(one_by_one())),
-        ("bulk", lambda: asyncio.run(sender.group_send_many(items))),
-        ("sync one by one", lambda: [sender.group_send_sync(group, body) for group, body in items]),
-        ("sync bulk", lambda: sender.group_send_many_sync(items)),
-    ):
-        started = time.perf_counter()
-        send()
-        seconds[label] = time.perf_counter() - started
-        delivered += asyncio.run(drain(channels))
+    job = MemberJob("count", channels=total, group=prefix, group_each=True, expect=4)
+    with Members(spec, [job]) as members:
+        asyncio.run(sender.group_send(context.name("warm"), {"type": "bench.warm"}))
+        for label, send in (
+            ("one by one", lambda: asyncio.run(one_by_one())),
+            ("bulk", lambda: asyncio.run(sender.group_send_many(items))),
+            ("sync one by one", lambda: [sender.group_send_sync(group, body) for group, body in items]),
+            ("sync bulk", lambda: sender.group_send_many_sync(items)),
+        ):
+            started = time.perf_counter()
+            send()
+            seconds[label] = time.perf_counter() - started
+        reports = members.results()
     close_quietly(sender)
-    close_quietly(receiver)
     figures = {f"{label} calls/s": total / elapsed for label, elapsed in seconds.items()}
     figures["bulk gain"] = seconds["one by one"] / seconds["bulk"]
     figures["sync bulk gain"] = seconds["sync one by one"] / seconds["sync bulk"]
-    return figures | {"delivered": delivered, "expected": 4 * total}
+    return figures | {"delivered": sum(report["received"] for report in reports), "expected": 4 * total}
 
 
 # -- 11 to 13: what a message costs, big rooms, join storms -------------------------------------------------------
