@@ -457,3 +457,19 @@ async def test_an_expired_head_is_dropped_not_taken(make_layer, caplog) -> None:
     await layer.send(channel, {"type": "new"})
     assert await asyncio.wait_for(layer.receive(channel), 5) == {"type": "new"}
     assert dropped(caplog, "expired") == 1
+
+
+async def test_acks_across_held_deliveries_never_ack_a_tag_twice(make_layer, caplog) -> None:
+    """Held deliveries (local_capacity reached, nobody waiting) stay unacknowledged while the others are acked in
+    batches: RabbitMQ would close the channel on a tag acknowledged twice, and the consumer link would reconnect."""
+    sender = make_layer()
+    receiver = make_layer(local_capacity=3, prefetch_count=8, remote_capacity=1000)
+    channel = await receiver.new_channel()
+    for n in range(40):
+        await sender.send(channel, {"type": "n", "n": n})
+    await wait_until(lambda: receiver.stats().held > 0)
+    got = [(await asyncio.wait_for(receiver.receive(channel), 5))["n"] for _ in range(40)]
+    assert got == list(range(40))  # in order, none dropped: the backlog was taken, never shed
+    stats = receiver.stats()
+    assert stats.consumer.losses == 0 and stats.consumer.connects == 1
+    assert dropped(caplog, "capacity") == 0
