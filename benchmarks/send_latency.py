@@ -54,7 +54,9 @@ async def main(host: str, count: int) -> None:
     noted(publisher.PublisherSide, "_on_confirm", "confirm")
     noted(bridge.LoopWakes, "flush", "answers sent")
     sender = RabbitmqChannelLayer(host=host)
-    receiver = RabbitmqChannelLayer(host=host, remote_capacity=count + 10, local_capacity=count + 10)
+    receiver = RabbitmqChannelLayer(
+        host=host, remote_capacity=count + 10, local_capacity=count + 10, capacity=count + 10
+    )
     channel = await receiver.new_channel()
     await sender.send(channel, {"type": "warm up"})
     steps: dict[str, list[float]] = {name: [] for name in ("to drain", *(f"to {p}" for p in POINTS[1:]), "to return")}
