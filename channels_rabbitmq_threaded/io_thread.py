@@ -143,6 +143,7 @@ class IOThread:
     def wait_ready(self, waiter: Waiter) -> bool:
         """Let a receive() of a process-specific channel wait without a request, when the consumer link has started
         and nothing else is needed (`SharedInbox`); False: submit a `Take`."""
+        # The link's state is read from the caller's thread: a link leaves IDLE once and never comes back to it.
         if self._consumer.link.state is LinkState.IDLE or not is_process_specific(waiter.channel):
             return False  # the link must be started, or a normal channel's queue consumed: the I/O thread's work
         return self._routing.wait_ready(waiter.channel, waiter)

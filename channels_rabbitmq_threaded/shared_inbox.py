@@ -37,6 +37,7 @@ read without the lock: a snapshot may be a pass old.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import TypeVar
 
 from .envelope import Recipient
@@ -49,8 +50,10 @@ T = TypeVar("T")
 class SharedInbox(Inbox[W, T]):
     """An `Inbox` whose every buffer-touching call holds `lock`; see the module's theory of operation."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self, capacity: int, expiry: float, group_expiry: float, channel_capacity: Callable[[str], int]
+    ) -> None:
+        super().__init__(capacity, expiry, group_expiry, channel_capacity)
         self.lock = threading.Lock()
         self.closed = False
 
