@@ -310,9 +310,12 @@ class Link:
         pika runs a channel's RPCs one at a time, each waiting for the previous one's answer; RPCs spread over
         several channels run side by side. A channel the broker closes takes the whole connection with it, as the
         main one does (the link reconnects), so every channel in `more_channels` is open while the link is ready.
+        A connection whose negotiated `channel_max` is lower gets fewer (none with `channel_max=1`).
         """
         self.more_channels = []
         connection = self.connection
+        if connection is not None and connection.params is not None:  # no more than channel_max allows (0: none)
+            count = min(count, (connection.params.channel_max or 65535) - 1)
         if count <= 0 or connection is None:
             then()  # (no connection: a setup step runs only on an open one)
             return

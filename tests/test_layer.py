@@ -11,7 +11,7 @@ from channels.exceptions import ChannelFull, StopConsumer
 
 from channels_rabbitmq_threaded import BrokerRefused, BrokerUnavailable, LayerClosed, RabbitmqChannelLayer
 
-from .conftest import TEST_EXCHANGE, dropped
+from .conftest import HOST, TEST_EXCHANGE, dropped
 
 
 async def test_round_trip(layer) -> None:
@@ -473,3 +473,16 @@ async def test_acks_across_held_deliveries_never_ack_a_tag_twice(make_layer, cap
     stats = receiver.stats()
     assert stats.consumer.losses == 0 and stats.consumer.connects == 1
     assert dropped(caplog, "capacity") == 0
+
+
+@pytest.mark.parametrize("channel_max", [1, 2])
+async def test_binds_use_only_the_channels_the_broker_allows(make_layer, channel_max: int) -> None:
+    separator = "&" if "?" in HOST else "?"
+    layer = make_layer(host=f"{HOST}{separator}channel_max={channel_max}")
+    channel = await layer.new_channel()
+    for n in range(8):  # groups that hash to every channel the layer would like to use
+        await asyncio.wait_for(layer.group_add(f"limited-{n}", channel), 10)
+    for n in range(8):
+        await layer.group_send(f"limited-{n}", {"type": "n", "n": n})
+    assert sorted([(await asyncio.wait_for(layer.receive(channel), 5))["n"] for _ in range(8)]) == list(range(8))
+    assert len(layer._io_thread._consumer.link.more_channels) == channel_max - 1
