@@ -85,15 +85,13 @@ class Members:
         deadline = time.monotonic() + timeout
         last = 0.0
         for pipe in self._pipes:
-            while True:
-                if not pipe.poll(max(0.0, deadline - time.monotonic())):
-                    return None
-                kind, *value = pipe.recv()
-                if kind == "error":
-                    raise BenchError(f"receiver: {value[0]}")
+            while (report := _next_report(pipe, deadline, "got")) is not None:
+                kind, *value = report
                 if kind == "got" and value[0] >= n:
                     last = max(last, value[1])
                     break
+            else:
+                return None
         return last
 
     def stop(self) -> None:
@@ -104,17 +102,11 @@ class Members:
 
     def _expect(self, pipe: Connection, kind: str, timeout: float) -> Any:
         deadline = time.monotonic() + timeout
-        while True:
-            if not pipe.poll(max(0.0, deadline - time.monotonic())):
-                raise BenchError(f"a receiver process sent no {kind!r} within {timeout:g}s")
-            try:
-                got, *value = pipe.recv()
-            except EOFError:
-                raise BenchError(f"a receiver process ended before {kind!r}") from None
-            if got == "error":
-                raise BenchError(f"receiver: {value[0]}")
+        while (report := _next_report(pipe, deadline, kind)) is not None:
+            got, *value = report
             if got != "got":  # a room member's late progress report: not what is awaited
                 return value[0]
+        raise BenchError(f"a receiver process sent no {kind!r} within {timeout:g}s")
 
     def _end(self) -> None:
         for process in self._processes:
@@ -122,6 +114,19 @@ class Members:
             if process.is_alive():
                 process.kill()
                 process.join()
+
+
+def _next_report(pipe: Connection, deadline: float, awaited: str) -> tuple[Any, ...] | None:
+    """A member's next report, or None if none came by `deadline`; BenchError if it ended or reported an error."""
+    if not pipe.poll(max(0.0, deadline - time.monotonic())):
+        return None
+    try:
+        report: tuple[Any, ...] = pipe.recv()
+    except EOFError:
+        raise BenchError(f"a receiver process ended before {awaited!r}") from None
+    if report[0] == "error":
+        raise BenchError(f"receiver: {report[1]}")
+    return report
 
 
 def member_main(spec: LayerSpec | None, job: MemberJob, amqp_url: str, pipe: Connection) -> None:

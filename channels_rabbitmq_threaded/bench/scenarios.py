@@ -260,9 +260,9 @@ def round_trip(spec: LayerSpec, counts: Counts, context: Context) -> dict[str, A
             await aclose_quietly(layer)
             return timings[WARM_UP_ROUND_TRIPS:]
 
-        timings = sorted(asyncio.run(run()))
+        timings = asyncio.run(run())
         members.results()
-    return {"p50 ms": statistics.median(timings), "p99 ms": timings[min(len(timings) - 1, int(len(timings) * 0.99))]}
+    return percentiles(timings)
 
 
 # -- 10: bulk sends ---------------------------------------------------------------------------------------------------
@@ -373,15 +373,10 @@ def bigroom(spec: LayerSpec, counts: Counts, context: Context) -> dict[str, Any]
         lasts = asyncio.run(run())
         members.stop()
         members.results()
-    timings = sorted(ms for ms in lasts if ms is not None)
+    timings = [ms for ms in lasts if ms is not None]
     if not timings:
         raise BenchError(f"no message reached all {counts.bigroom_members} members within {BIGROOM_WAIT:g}s")
-    return {
-        "p50 ms": statistics.median(timings),
-        "p99 ms": timings[min(len(timings) - 1, int(len(timings) * 0.99))],
-        "delivered": len(timings),
-        "expected": counts.bigroom,
-    }
+    return percentiles(timings) | {"delivered": len(timings), "expected": counts.bigroom}
 
 
 def storm(spec: LayerSpec, counts: Counts, context: Context) -> dict[str, Any]:
@@ -563,6 +558,12 @@ def delivery(reports: list[dict[str, Any]], started: float, expected: int) -> di
     figures: dict[str, Any] = {"delivered": received, "expected": expected}
     figures["delivered/s"] = received / (last - started) if last > started else 0.0
     return figures
+
+
+def percentiles(timings_ms: list[float]) -> dict[str, float]:
+    """The median and the 99th percentile of some timings in milliseconds (the figures "p50 ms" and "p99 ms")."""
+    ordered = sorted(timings_ms)
+    return {"p50 ms": statistics.median(ordered), "p99 ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]}
 
 
 def require_cross_process(spec: LayerSpec) -> None:
