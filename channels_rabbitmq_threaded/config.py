@@ -25,13 +25,16 @@ import pika
 DEFAULT_HOST = "amqp://guest:guest@127.0.0.1:5672/%2F"
 
 # RabbitMQ's exchange names: up to 255 bytes of letters, digits, hyphen, underscore, period or colon; 8 are kept
-# for the ".control" suffix of the flush exchange.
+# for the suffixes of the flush exchange (".control") and the direct exchange (".direct").
 _EXCHANGE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,247}\Z")
 
 
 # RabbitMQ 4.0's default `max_message_size` (3.8-3.13: 128 MiB). A bigger message passes a 3.x broker but makes a
 # stock 4.x broker close the channel, so the layer refuses it up front unless both sides are raised together.
 RABBITMQ_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+# The heartbeat asked for when neither the option nor the URL names one (RabbitMQ would propose 60 s). A node that
+# vanishes (host down, partition) is noticed within 1.75 heartbeats: 17.5 s, not 105 (docs/deployment.md).
+DEFAULT_HEARTBEAT = 10
 NORMAL_QUEUE_TYPES = ("classic", "quorum")
 
 
@@ -134,6 +137,8 @@ class Settings:
             params.ssl_options = pika.SSLOptions(self.ssl_context, server_hostname=params.host)
         if self.heartbeat is not None:
             params.heartbeat = self.heartbeat
+        elif "heartbeat=" not in url:
+            params.heartbeat = DEFAULT_HEARTBEAT
         params.client_properties = {
             "connection_name": connection_name,
             "product": "channels_rabbitmq_threaded",
@@ -151,14 +156,21 @@ class Settings:
         """The fanout exchange every process of a deployment binds its queue to, for flush()."""
         return f"{self.groups_exchange}.control"
 
+    @property
+    def direct_exchange(self) -> str:
+        """The direct exchange that carries sends to process-specific channels, by the process's address (the name
+        in its channels): each process binds its current queue there, so a queue may change and the names stay."""
+        return f"{self.groups_exchange}.direct"
+
     def process_queue(self) -> dict[str, Any]:
         """The keyword arguments of the process queue's `queue_declare` (its name aside).
 
         Always bounded (`x-max-length` = `remote_capacity`, `reject-publish`, so a full queue nacks and send() raises
         ChannelFull) and with messages expiring after `expiry`. With a lease it outlives a cut connection: durable
         (RabbitMQ 4.3 refuses transient queues that are not exclusive) and classic (whatever the vhost's default
-        type), deleted by RabbitMQ once nobody has consumed or declared it for `queue_lease` seconds; the process
-        consumes it with an exclusive consumer. With `queue_lease=0` it is exclusive: it goes with its connection.
+        type), deleted by RabbitMQ once nobody has consumed or declared it for `queue_lease` seconds (consumed
+        without consumer exclusivity: `consumer.py` says why). With `queue_lease=0` it is exclusive: it goes with its
+        connection.
         """
         arguments: dict[str, Any] = {
             "x-max-length": self.remote_capacity,

@@ -6,25 +6,31 @@ Theory of operation
 deliveries, acks, binds and unbinds. It opens on first need (`Link.start`): a process that only sends never
 declares a queue. Its setup, one RPC per step, each answer wrapped by `Link.step`:
 
-1. `_setup`: open the further bind channels -> `_declare_exchange`: `exchange.declare` of the groups exchange
+1. `setup`: open the further bind channels -> `_declare_exchange`: `exchange.declare` of the groups exchange
    (direct) -> `_on_exchange_declared`;
 2. `exchange.declare` of the control exchange (fanout, for `flush()`) -> `_on_control_exchange_declared`;
-3. `queue.declare` of the process's queue (`Settings.process_queue`: leased, or exclusive with `queue_lease=0`)
-   -> `_on_queue_declared`;
-4. `queue.bind` to the control exchange -> `_on_control_bound`;
-5. `queue.bind` of every group that still has a local member (after a reconnect) -> `_on_rebound`, once per group;
-6. `basic.qos` (`prefetch_count`) -> `_on_qos_set`;
-7. `basic.consume` of the queue -> `_on_consuming`: the link is ready; consumers of the normal channels that
-   receivers wait on start again.
+3. `exchange.declare` of the direct exchange (sends to process-specific channels) -> `_on_direct_exchange_declared`;
+4. `queue.declare` of the process's queue (`ProcessQueue.name`; `Settings.process_queue`: leased, or exclusive with
+   `queue_lease=0`) -> `_on_queue_declared`;
+5. `queue.bind` to the control exchange -> `_on_control_bound`;
+6. `queue.bind` to the direct exchange by the process's address -> `_on_address_bound`;
+7. `queue.bind` of every group that still has a local member (after a reconnect) -> `_on_rebound`, once per group;
+8. `basic.qos` (`prefetch_count`) -> `_on_qos_set`;
+9. `basic.consume` of the queue -> `_on_consuming`: the link is ready; consumers of the normal channels that
+   receivers wait on start again; queues left behind on nodes that were down are deleted once they are back.
 
-Binds and unbinds are spread over `BIND_CHANNELS` channels of the connection (`Link.open_more_channels`): pika
-runs one RPC at a time per channel, and a join storm of per-user groups binds about twice as fast over four
-(`docs/performance.md`). A group always uses the same channel (a hash of its name), so its binds and unbinds stay
-in order; every other RPC, the consumer and the acks use the main channel.
+A queue lost while the process lives (deleted: RabbitMQ cancels the consumer, `_on_cancelled`; its node down: a
+404 closes the channel, `_on_channel_closed`) is declared again by the next connection's setup, under a new name
+after a move (`process_queue.py` has the story).
+
+Binds and unbinds (`GroupBindings`) are spread over `BIND_CHANNELS` channels of the connection
+(`Link.open_more_channels`): pika runs one RPC at a time per channel, and a join storm of per-user groups binds
+faster over several (`docs/performance.md`). A group always uses the same channel (a hash of its name), so its binds
+and unbinds stay in order; every other RPC, the consumer and the acks use the main channel.
 
 Groups are bound before consuming starts, so after a reconnect the first delivery implies the bindings are back.
 A leased queue outlives a cut connection with its messages and bindings (binding again is then a no-op; groups
-that lost their last member meanwhile are unbound in step 5), and RabbitMQ delivers again what was not
+that lost their last member meanwhile are unbound in step 7), and RabbitMQ delivers again what was not
 acknowledged: `dedup.DeliveryWindow` drops the copies of what was routed already. The queue is consumed without
 consumer exclusivity: after a silent cut the broker may keep the old connection's consumer until its heartbeat
 times out, and an exclusive consumer would be refused meanwhile; the old consumer's unacknowledged deliveries come
@@ -54,7 +60,7 @@ import logging
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from typing import Any, Protocol
 
 import pika.spec
@@ -65,12 +71,15 @@ from .envelope import FLUSH_GROUP, MalformedBody, Recipient, decode
 from .inflight import Waiting
 from .ledgers import DropLog, PendingAcks
 from .link import Link, guarded
+from .process_queue import ProcessQueue, home_node_down
 from .requests import Flush, GroupAdd, Request
 from .routing import DropReason
 
 logger = logging.getLogger(__name__)
 
 BIND_CHANNELS = 4  # channels of the consumer connection that binds and unbinds are spread over
+# What `ConsumerSide.bookkeeping` counts besides the bindings': each structure it keeps by channel or delivery.
+KEPT = ("normal_consumers", "unacknowledged_deliveries")
 
 
 class ConsumerHub(Protocol):
@@ -106,40 +115,43 @@ class ConsumerSide:
 
     def __init__(self, settings: Settings, ioloop: Any, queue_name: str, hub: ConsumerHub, drops: DropLog) -> None:
         self.settings = settings
-        self.queue_name = queue_name
         self._hub = hub
         self._drops = drops
         self.link = Link("consumer", settings, ioloop, f"channels_rabbitmq_threaded {queue_name} consumer", self)
+        self.queue = ProcessQueue(queue_name, ioloop)  # the address, the queue bound to it now, queues left behind
+        self.bindings = GroupBindings(settings, ioloop, self.link, self.queue)
         self._ready: Callable[[], None] = _nothing  # the link's `done`, kept by `_setup` for the last step
-        self._binds: dict[str, list[GroupAdd]] = {}  # group -> requests answered by its bind in flight
         self._rebinds_left = 0
         self._purges_in_flight = 0  # while > 0, deliveries were sent before a flush's purge: drop them
         self.normal = NormalConsumers(settings, self.link, hub, self._on_delivery)
         self._exclusive_tag = ""  # the consumer tag of this process's own queue
-        self._delayed = DelayedUnbinds(ioloop, settings.group_unbind_delay, self.unbind)
+        self._unacknowledged_at_loss = 0
         self._closing = False  # close() is unbinding before it stops the link
         self.window = DeliveryWindow()  # ids received lately: a redelivered or re-published copy is dropped
         self.received = 0  # deliveries since start (a figure for stats())
-        self._stale: set[str] = set()  # groups to unbind once reconnected (a leased queue keeps its bindings)
         self._acks = PendingAcks(ioloop, self._send_ack)  # sent once per pass of the loop, in as few frames as can be
         self.link.inflight.on_end(self._reset)
 
+    def bookkeeping(self) -> dict[str, int]:
+        kept: tuple[Sized, ...] = (self.normal, self._acks)
+        return {**self.bindings.bookkeeping(), **dict(zip(KEPT, map(len, kept), strict=True))}
+
     def _reset(self) -> None:
         """The connection ended: its binds, purges and consumers are gone with it (their requests are answered)."""
-        self._binds.clear()
+        self.bindings.connection_ended()
         self._purges_in_flight = 0
         self.normal.clear()
         self.window.connection_ended()
+        self._unacknowledged_at_loss = len(self._acks)  # requeued into the queue: lost with it if it is lost
         self._acks.reset()  # the broker requeues what the ended channel had not seen acknowledged
-        if self.settings.queue_lease:  # the queue and its bindings outlive the connection: unbind these once back
-            self._stale.update(self._delayed.pending())
-        self._delayed.clear()  # an exclusive queue's bindings die with it; only groups with members are bound again
 
     # -- LinkOwner: setup, one RPC per step --------------------------------------------------------------------------
 
     def setup(self, channel: Any, done: Callable[[], None]) -> None:
         """Step 1: open the further channels for binds, then declare the groups exchange."""
         self._ready = done
+        channel.add_on_cancel_callback(self._on_cancelled)
+        channel.add_on_close_callback(self._on_channel_closed)
         self.link.open_more_channels(BIND_CHANNELS - 1, self._declare_exchange)
 
     @guarded
@@ -161,33 +173,49 @@ class ConsumerSide:
 
     @guarded
     def _on_control_exchange_declared(self, _frame: Any) -> None:
-        """Step 3: declare the process's queue."""
-        self.link.channel.queue_declare(
-            queue=self.queue_name, callback=self.link.step(self._on_queue_declared), **self.settings.process_queue()
+        """Step 3: declare the direct exchange, which carries sends to process-specific channels by address."""
+        self.link.channel.exchange_declare(
+            exchange=self.settings.direct_exchange,
+            exchange_type="direct",
+            callback=self.link.step(self._on_direct_exchange_declared),
         )
 
     @guarded
-    def _on_queue_declared(self, _frame: Any) -> None:
-        """Step 4: bind the queue to the control exchange."""
+    def _on_direct_exchange_declared(self, _frame: Any) -> None:
+        """Step 4: declare the process's queue (`ProcessQueue.name`: a new one after a move)."""
+        self.link.channel.queue_declare(
+            queue=self.queue.name, callback=self.link.step(self._on_queue_declared), **self.settings.process_queue()
+        )
+
+    @guarded
+    def _on_queue_declared(self, frame: Any) -> None:
+        """Step 5: bind the queue to the control exchange."""
+        self.queue.declared(frame)
         self.link.channel.queue_bind(
-            self.queue_name, self.settings.control_exchange, callback=self.link.step(self._on_control_bound)
+            self.queue.name, self.settings.control_exchange, callback=self.link.step(self._on_control_bound)
         )
 
     @guarded
     def _on_control_bound(self, _frame: Any) -> None:
-        """Step 5: bind again every group that still has a local member (after a reconnect), then consume.
+        """Step 6: bind the queue to the direct exchange by the process's address."""
+        self.link.channel.queue_bind(
+            self.queue.name,
+            self.settings.direct_exchange,
+            routing_key=self.queue.address,
+            callback=self.link.step(self._on_address_bound),
+        )
+
+    @guarded
+    def _on_address_bound(self, _frame: Any) -> None:
+        """Step 7: bind again every group that still has a local member (after a reconnect), then consume.
 
         A leased queue kept its bindings over the cut: binding again is a no-op at the broker, and the groups that
-        lost their last member meanwhile are unbound first (`_stale`)."""
+        lost their last member meanwhile are unbound first (`GroupBindings.rebind`)."""
         groups = self._hub.local_groups()
-        for group in sorted(self._stale.difference(groups)):
-            self._unbind_now(group)
-        self._stale.clear()
         self._rebinds_left = len(groups)
         if not groups:
             self._start_consuming()
-        for group in groups:
-            self._bind(group, self.link.step(self._on_rebound))
+        self.bindings.rebind(groups, self.link.step(self._on_rebound))
 
     @guarded
     def _on_rebound(self, _frame: Any) -> None:
@@ -196,22 +224,24 @@ class ConsumerSide:
             self._start_consuming()
 
     def _start_consuming(self) -> None:
-        """Step 6: set the prefetch count."""
+        """Step 8: set the prefetch count."""
         self.link.channel.basic_qos(
             prefetch_count=self.settings.prefetch_count, callback=self.link.step(self._on_qos_set)
         )
 
     @guarded
     def _on_qos_set(self, _frame: Any) -> None:
-        """Step 7: consume the queue."""
+        """Step 9: consume the queue."""
         self._exclusive_tag = self.link.channel.basic_consume(
-            self.queue_name, self._on_delivery, callback=self.link.step(self._on_consuming)
+            self.queue.name, self._on_delivery, callback=self.link.step(self._on_consuming)
         )
 
     @guarded
     def _on_consuming(self, _frame: Any) -> None:
-        """Ready; consume again the normal channels that receivers wait on (after a reconnect)."""
+        """Ready; consume again the normal channels that receivers wait on (after a reconnect); delete the queues
+        left behind on nodes that were down, once they are back."""
         self._ready()
+        self.queue.delete_left_behind(self.link.connection)
         for channel in self._hub.waiting_channels():
             if not is_process_specific(channel):
                 self.normal.consume(channel)
@@ -227,49 +257,33 @@ class ConsumerSide:
             self.link.stop()
 
     def on_stopped(self) -> None:
+        self.queue.stop()
         self._hub.stopped()
 
     def on_blocked(self) -> None:
         """Never in practice: RabbitMQ blocks connections that publish, and this one never does."""
 
-    # -- calls from the hub -------------------------------------------------------------------------------------------
-
-    def add_member(self, request: GroupAdd, first: bool) -> None:
-        """A `group_add`: bind the group for its first local member; answer once the binding is in effect."""
-        group = request.group
-        if first and self._delayed.cancel(group):  # its binding is still there: no broker operation
-            first = False
-        if first:
-            requests = self._binds[group] = [request]
-            self.link.inflight.add(Waiting.BIND, request)
-            self._bind(group, lambda _frame: self._on_bound(group, requests))
-        elif group in self._binds:  # its bind is in flight: answer when it is done
-            self._binds[group].append(request)
-            self.link.inflight.add(Waiting.BIND, request)
-        else:
-            request.resolve()
-
-    def _bind(self, group: str, callback: Callable[[Any], None]) -> None:
-        self._channel_of(group).queue_bind(
-            self.queue_name, self.settings.groups_exchange, routing_key=group, callback=callback
-        )
-
-    def _channel_of(self, group: str) -> Any:
-        """The channel that binds and unbinds `group`: always the same one, so that they stay in order."""
-        channels = [self.link.channel, *self.link.more_channels]
-        return channels[zlib.crc32(group.encode()) % len(channels)]
+    @guarded
+    def _on_cancelled(self, frame: Any) -> None:
+        """RabbitMQ cancelled a consumer: the queue was deleted, or its node went down."""
+        tag = frame.method.consumer_tag
+        if self._closing:
+            return  # close() deleted the queue itself
+        if tag != self._exclusive_tag:
+            self.normal.cancelled(tag)  # a normal channel's queue: consumed again by the next receive()
+            return
+        reason = "RabbitMQ cancelled its consumer: the queue was deleted, or its node is down"
+        self.queue.lost(reason, unacknowledged=len(self._acks))
+        self.link.reconnect(reason)
 
     @guarded
-    def _on_bound(self, group: str, requests: list[GroupAdd]) -> None:
-        if self._binds.get(group) is requests:
-            del self._binds[group]
-        for request in requests:
-            if self.link.inflight.settle(request):
-                request.resolve()
+    def _on_channel_closed(self, _channel: Any, reason: BaseException) -> None:
+        """The main channel closed: if RabbitMQ said the queue's node is down, the next connection moves."""
+        if home_node_down(reason, self.queue.name):
+            self.queue.move(unacknowledged=self._unacknowledged_at_loss)
+            self.bindings.queue_moved()
 
-    def release(self, group: str) -> None:
-        """The group's last local member left: unbind it after `group_unbind_delay`, unless a member joins again."""
-        self._delayed.release(group)
+    # -- calls from the hub -------------------------------------------------------------------------------------------
 
     def stop_after_unbinding(self, groups: list[str]) -> None:
         """close(): unbind every group (those with members and those waiting for their delay), then stop the link.
@@ -278,8 +292,7 @@ class ConsumerSide:
         leased one by `queue.delete`, an exclusive one with the connection) once it holds no binding. The I/O
         thread's stop timer bounds the wait.
         """
-        groups = sorted({*groups, *self._delayed.pending()})
-        self._delayed.clear()
+        groups = self.bindings.all_to_unbind(groups)
         self._closing = True
         if not groups or not self.link.channel_open:
             self._on_unbound_all(None)
@@ -293,32 +306,19 @@ class ConsumerSide:
                 self._on_unbound_all(frame)
 
         for group in groups:
-            self._unbind_now(group, unbound)
+            self.bindings.unbind_now(group, unbound)
 
     @guarded
     def _on_unbound_all(self, _frame: Any) -> None:
         """A leased queue would outlive the process by its lease: delete it, now that it holds no binding."""
         if self.settings.queue_lease and self.link.channel_open:
-            self.link.channel.queue_delete(self.queue_name, callback=self._on_queue_deleted)
+            self.link.channel.queue_delete(self.queue.name, callback=self._on_queue_deleted)
         else:
             self.link.stop()
 
     @guarded
     def _on_queue_deleted(self, _frame: Any) -> None:
         self.link.stop()
-
-    def unbind(self, group: str) -> None:
-        self._delayed.cancel(group)
-        self._binds.pop(group, None)  # a later group_add binds anew; the bind in flight still answers its own
-        if self.link.channel_open:
-            self._unbind_now(group)
-        elif self.settings.queue_lease:
-            self._stale.add(group)  # the queue keeps the binding: unbind it once reconnected
-
-    def _unbind_now(self, group: str, callback: Callable[[Any], None] = lambda _frame: None) -> None:
-        self._channel_of(group).queue_unbind(
-            self.queue_name, self.settings.groups_exchange, routing_key=group, callback=callback
-        )
 
     def ack(self, tags: list[int]) -> None:
         """Routed deliveries: acknowledged at the end of this pass of the loop (`PendingAcks`)."""
@@ -340,7 +340,7 @@ class ConsumerSide:
         self.link.inflight.add(Waiting.PURGE, request)
         for queue in normal_queues:
             self.link.channel.queue_purge(queue, callback=lambda _frame: None)
-        self.link.channel.queue_purge(self.queue_name, callback=lambda _frame: self._on_purged(request))
+        self.link.channel.queue_purge(self.queue.name, callback=lambda _frame: self._on_purged(request))
 
     @guarded
     def _on_purged(self, request: Flush) -> None:
@@ -364,7 +364,7 @@ class ConsumerSide:
         try:
             recipient, message = decode(body, self.settings.fernet)
         except MalformedBody as exc:
-            detail = f"a {len(body)}-byte message on queue {self.queue_name} is not ours: {exc}"
+            detail = f"a {len(body)}-byte message on queue {self.queue.name} is not ours: {exc}"
             self._drops.log(DropReason.NOT_OURS, detail)
             self._acks.ack(tag)
             return
@@ -396,6 +396,108 @@ class ConsumerSide:
             self.normal.stop_idle()
             return False
         return True
+
+
+class GroupBindings:
+    """The bindings of the process's queue on the groups exchange, one per group with a local member.
+
+    A `group_add` that makes a group's first local member binds it and is answered by its `BindOk` (the requests of
+    a bind in flight wait for it, registered in the link's `InFlight`); the last member's leaving unbinds it after
+    `group_unbind_delay` (`DelayedUnbinds`). A leased queue keeps its bindings over a cut, so an unbind that could
+    not be sent, or that was still waiting for its delay, is sent once reconnected (`rebind`). Binds and unbinds are
+    spread over the link's channels, a group always on the same one, so that its binds and unbinds stay in order.
+    Owned by the I/O thread.
+    """
+
+    def __init__(self, settings: Settings, ioloop: Any, link: Link, queue: ProcessQueue) -> None:
+        self._settings = settings
+        self._link = link
+        self._queue = queue
+        self._binds: dict[str, list[GroupAdd]] = {}  # group -> requests answered by its bind in flight
+        self._delayed = DelayedUnbinds(ioloop, settings.group_unbind_delay, self.unbind)
+        self._stale: set[str] = set()  # groups to unbind once reconnected (a leased queue keeps its bindings)
+
+    def bookkeeping(self) -> dict[str, int]:
+        return {
+            "binds_in_flight": len(self._binds),
+            "delayed_unbinds": len(self._delayed),
+            "stale_bindings": len(self._stale),
+        }
+
+    def add_member(self, request: GroupAdd, first: bool) -> None:
+        """A `group_add`: bind the group for its first local member; answer once the binding is in effect."""
+        group = request.group
+        if first and self._delayed.cancel(group):  # its binding is still there: no broker operation
+            first = False
+        if first:
+            requests = self._binds[group] = [request]
+            self._link.inflight.add(Waiting.BIND, request)
+            self.bind(group, lambda _frame: self._on_bound(group, requests))
+        elif group in self._binds:  # its bind is in flight: answer when it is done
+            self._binds[group].append(request)
+            self._link.inflight.add(Waiting.BIND, request)
+        else:
+            request.resolve()
+
+    def bind(self, group: str, callback: Callable[[Any], None]) -> None:
+        self._channel_of(group).queue_bind(
+            self._queue.name, self._settings.groups_exchange, routing_key=group, callback=callback
+        )
+
+    def rebind(self, groups: list[str], each_done: Callable[[Any], None]) -> None:
+        """After a (re)connect: unbind the stale groups that have no member now, bind every group in `groups`."""
+        for group in sorted(self._stale.difference(groups)):
+            self.unbind_now(group)
+        self._stale.clear()
+        for group in groups:
+            self.bind(group, each_done)
+
+    def _channel_of(self, group: str) -> Any:
+        """The channel that binds and unbinds `group`: always the same one, so that they stay in order."""
+        channels = [self._link.channel, *self._link.more_channels]
+        return channels[zlib.crc32(group.encode()) % len(channels)]
+
+    @guarded
+    def _on_bound(self, group: str, requests: list[GroupAdd]) -> None:
+        if self._binds.get(group) is requests:
+            del self._binds[group]
+        for request in requests:
+            if self._link.inflight.settle(request):
+                request.resolve()
+
+    def release(self, group: str) -> None:
+        """The group's last local member left: unbind it after `group_unbind_delay`, unless a member joins again."""
+        self._delayed.release(group)
+
+    def unbind(self, group: str) -> None:
+        self._delayed.cancel(group)
+        self._binds.pop(group, None)  # a later group_add binds anew; the bind in flight still answers its own
+        if self._link.channel_open:
+            self.unbind_now(group)
+        elif self._settings.queue_lease:
+            self._stale.add(group)  # the queue keeps the binding: unbind it once reconnected
+
+    def unbind_now(self, group: str, callback: Callable[[Any], None] = lambda _frame: None) -> None:
+        self._channel_of(group).queue_unbind(
+            self._queue.name, self._settings.groups_exchange, routing_key=group, callback=callback
+        )
+
+    def all_to_unbind(self, groups: list[str]) -> list[str]:
+        """close(): `groups` and those waiting for their delayed unbind, which no longer wait."""
+        groups = sorted({*groups, *self._delayed.pending()})
+        self._delayed.clear()
+        return groups
+
+    def connection_ended(self) -> None:
+        """Binds in flight are answered by the link; a leased queue keeps its bindings, an exclusive one does not."""
+        self._binds.clear()
+        if self._settings.queue_lease:  # the queue and its bindings outlive the connection: unbind these once back
+            self._stale.update(self._delayed.pending())
+        self._delayed.clear()  # an exclusive queue's bindings die with it; only groups with members are bound again
+
+    def queue_moved(self) -> None:
+        """The process has a new queue, with no binding: nothing stale to unbind on it."""
+        self._stale.clear()
 
 
 class NormalConsumers:
@@ -430,6 +532,15 @@ class NormalConsumers:
                     # Deliveries already on their way to this consumer never reach _on_delivery: pika rejects
                     # (requeues) every delivery for a consumer it has cancelled, so they go back to other workers.
                     self._link.channel.basic_cancel(consumer)
+
+    def __len__(self) -> int:
+        return len(self._consumers)
+
+    def cancelled(self, consumer_tag: str) -> None:
+        """RabbitMQ cancelled a consumer (its queue was deleted): forget it, so the next receive() consumes anew."""
+        for channel, consumer in list(self._consumers.items()):
+            if consumer == consumer_tag:
+                del self._consumers[channel]
 
     def channel_of(self, consumer_tag: str) -> str | None:
         return next((name for name, consumer in self._consumers.items() if consumer == consumer_tag), None)
@@ -471,6 +582,10 @@ class DelayedUnbinds:
 
     def pending(self) -> list[str]:
         return list(self._due)
+
+    def __len__(self) -> int:
+        """Entries kept: a group's entry lives `delay` seconds at most, its timer's entry as long."""
+        return len(self._order)
 
     def clear(self) -> None:
         self._due.clear()

@@ -7,9 +7,10 @@ over without an answer, up to a bound: `IOThread.submit_unwaited`). Nothing here
 layer serves the ASGI server's loop and every short-lived loop that `async_to_sync` makes. Nothing here touches
 pika or blocks a loop: the only lock guards the one-time start of the I/O thread.
 
-Names: `new_channel()` returns `<prefix>.<queue>!<id>`, where `<queue>` is this layer's exclusive RabbitMQ queue.
-A direct `send()` to any `...<queue>!...` name publishes to that queue through the default exchange; groups are
-bindings of the queue on the groups exchange, one per group with a local member. A name without `!` is a normal
+Names: `new_channel()` returns `<prefix>.<address>!<id>`, where `<address>` (`queue_name`) names this process: its
+queue is bound to the direct exchange by it (`process_queue.py`). A direct `send()` to any `...<address>!...` name
+publishes to the direct exchange with the address as routing key; groups are bindings of the queue on the groups
+exchange, one per group with a local member. A name without `!` is a normal
 channel: one durable queue shared by every process that receives on it (`Settings.normal_queue`).
 """
 
@@ -36,6 +37,7 @@ from .config import Settings, is_process_specific, optional_positive_seconds, po
 from .envelope import FLUSH_GROUP, Recipient, encode
 from .errors import BrokerUnavailable, LayerClosed, MessageTooLarge, RabbitmqLayerError
 from .io_thread import IOThread
+from .names import RecentNames
 from .requests import AwaitReady, Flush, Forget, GroupAdd, GroupDiscard, Publish, PutBack, Request, Stop, Take
 from .stats import CallStats, LayerStats, idle
 
@@ -44,7 +46,6 @@ logger = logging.getLogger(__name__)
 _live_threads: weakref.WeakSet[IOThread] = weakref.WeakSet()
 _all_layers: weakref.WeakSet[RabbitmqChannelLayer] = weakref.WeakSet()
 EXIT_TIMEOUT = 2.0  # seconds each I/O thread gets to close its connection when the interpreter exits
-RECEIVABLE_NAMES = 10_000  # channel names remembered as checked for receive(); forgotten all at once beyond
 
 
 @atexit.register
@@ -98,7 +99,7 @@ class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
         self._start_lock = threading.Lock()
         self._closed = False
         self._calls = CallStats()
-        self._receivable: set[str] = set()  # names receive() has checked already (a receiver calls it in a loop)
+        self._receivable = RecentNames()  # names receive() has checked already (a receiver calls it in a loop)
         _all_layers.add(self)
 
     # -- the Channels API -----------------------------------------------------------------------------------------
@@ -148,8 +149,9 @@ class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
     def _send_request(self, channel: str, message: dict[str, Any]) -> Publish:
         self.require_valid_channel_name(channel)
         body = self._encode(message, Recipient(is_group=False, name=channel))
-        if is_process_specific(channel):  # process-specific: the queue of the process named in it
-            return Publish(reply=None, routing_key=_queue_of(channel), body=body, mandatory=True)
+        if is_process_specific(channel):  # process-specific: to the address of the process named in it
+            exchange = self.settings.direct_exchange
+            return Publish(reply=None, exchange=exchange, routing_key=_queue_of(channel), body=body, mandatory=True)
         # normal: a queue shared by every process that receives on it, declared before the first publish
         queue, arguments = self.settings.normal_queue(channel)
         return Publish(reply=None, routing_key=queue, body=body, mandatory=True, declare=(queue, arguments))
@@ -163,8 +165,6 @@ class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
             self.require_valid_channel_name(channel)
             if is_process_specific(channel):
                 self._require_local(channel)
-            if len(self._receivable) >= RECEIVABLE_NAMES:
-                self._receivable.clear()
             self._receivable.add(channel)
         io_thread = self._io()
         message = io_thread.take_ready(channel)  # already here: no request, no wake-up, no future
@@ -239,7 +239,9 @@ class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
     def stats(self) -> LayerStats:
         """A snapshot of the layer's counters and gauges, cheap and safe from any thread (docs/operations.md)."""
         io_thread = self._io_thread
-        return idle(self._calls) if io_thread is None else io_thread.figures.snapshot(self._calls)
+        if io_thread is None:
+            return idle(self._calls)
+        return io_thread.figures.snapshot(self._calls, checked_names=len(self._receivable))
 
     async def ping(self, timeout: float = 5.0) -> float:
         """Prove the whole way, as a health check: a message to a new channel of this process, through RabbitMQ and
@@ -324,7 +326,7 @@ class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
         io_thread, self._io_thread = self._io_thread, None
         self._start_lock = threading.Lock()  # it may have been held by a thread that does not exist here
         self.queue_name = _new_queue_name()
-        self._receivable = set()  # they were the parent's channels
+        self._receivable.clear()  # they were the parent's channels
         if io_thread is not None:
             io_thread.let_go_in_child()
 

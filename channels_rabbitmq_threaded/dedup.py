@@ -63,6 +63,9 @@ class RecentIds:
             self._seen.discard(self._order.popleft())
         return True
 
+    def __len__(self) -> int:
+        return len(self._order)
+
     def forget(self, message_id: str) -> None:
         """The delivery was not kept (requeued, or held unacknowledged when its connection ended): its next delivery
         is not a copy. (Its old place in the order stays: a window may hold a few less ids than `size`.)"""
@@ -98,6 +101,9 @@ class DeliveryWindow:
         """The delivery went back to its queue: its next delivery is no copy."""
         if message_id:
             self.recent.forget(message_id)
+
+    def bookkeeping(self) -> dict[str, int]:
+        return {"message_ids": len(self.recent), "unacknowledged_ids": len(self._unacked)}
 
     def connection_ended(self) -> None:
         for message_id in self._unacked.values():

@@ -58,6 +58,7 @@ from .envelope import Recipient
 from .errors import LayerClosed, RabbitmqLayerError
 from .ledgers import DropLog, PauseWatch, UnwaitedPublishes
 from .link import STOPPED, Link, LinkState, guarded
+from .names import RecentNames
 from .publisher import PublisherSide
 from .requests import AwaitReady, Flush, Forget, GroupAdd, GroupDiscard, Publish, PutBack, Request, Stop, Take
 from .routing import DropReason, Effects, Inbox, Message
@@ -114,9 +115,9 @@ class IOThread:
         )
         self._wakes = LoopWakes(self._schedule_wakes)
         self._apply = EffectsCarrier(settings, self._ioloop, self._routing, self._consumer, self._drops).apply
-        self._normal_queues: set[str] = set()  # normal-channel queues this process sent to or received on: flush()
+        self._normal_queues = RecentNames()  # normal-channel queues this process used lately: flush() purges them
         self._expiry = ExpiryTimer(self._ioloop, self._routing, self._apply)
-        self.figures = Figures(self._routing, self._consumer, self._publisher, self._drops, lambda: self._routing.held)
+        self.figures = Figures(self._routing, self._consumer, self._publisher, self._drops, self._normal_queues)
         self._stopping = False
         self._running = False  # from start() until the thread's last act
         self._stop_request: Stop | None = None
@@ -265,7 +266,7 @@ class IOThread:
             return  # our own flush: done already, and memberships added since must stay
         groups = self._routing.membership.clear()
         for group in groups:
-            self._consumer.unbind(group)
+            self._consumer.bindings.unbind(group)
         logger.info(
             "flush() by %s: dropped the memberships of %d group(s)",
             origin,
@@ -290,19 +291,19 @@ class IOThread:
         self._publisher.publish(request)
 
     def _group_add(self, request: GroupAdd) -> None:
-        first = self._routing.add_member(request.group, request.channel, time.monotonic())
-        self._consumer.add_member(request, first)
+        first = self._routing.membership.add(request.group, request.channel, time.monotonic())
+        self._consumer.bindings.add_member(request, first)
 
     def _group_discard(self, request: GroupDiscard) -> None:
-        if self._routing.discard_member(request.group, request.channel):
-            self._consumer.release(request.group)
+        if self._routing.membership.discard(request.group, request.channel):
+            self._consumer.bindings.release(request.group)
         request.resolve()
 
     def _flush(self, request: Flush) -> None:
         held, groups, dropped = self._routing.flush()
         self._consumer.ack(held)
         for group in groups:
-            self._consumer.unbind(group)
+            self._consumer.bindings.unbind(group)
         logger.info(
             "flush(): dropped %d message(s) and the memberships of %d group(s)",
             dropped,
@@ -397,7 +398,7 @@ class EffectsCarrier:
                 extra={"event": "memberships_expired", "count": effects.memberships_expired},
             )
         for group in effects.unbind:
-            self._consumer.release(group)
+            self._consumer.bindings.release(group)
         if effects.paused:
             self._pauses.paused()
 

@@ -164,18 +164,21 @@ class PendingConfirms:
         self._inflight = inflight
         self._on_nack = on_nack
         self._by_tag: dict[int, Publish] = {}
+        self._by_id: dict[str, Publish] = {}  # the same publishes by message id, for returns
         self._order: deque[int] = deque()  # tags in publish order; may hold tags already answered singly
         self.next_tag = 1
 
     def reset(self) -> None:
         """A new channel: delivery tags start again at 1 (what was pending has been answered by `InFlight`)."""
         self._by_tag.clear()
+        self._by_id.clear()
         self._order.clear()
         self.next_tag = 1
 
     def add(self, publish: Publish) -> None:
         self._inflight.add(Waiting.CONFIRM, publish)
         self._by_tag[self.next_tag] = publish
+        self._by_id[publish.message_id] = publish
         self._order.append(self.next_tag)
         self.next_tag += 1
 
@@ -192,7 +195,13 @@ class PendingConfirms:
         while self._order and self._order[0] not in self._by_tag:
             self._order.popleft()
 
+    def pending(self, message_id: str | None) -> Publish | None:
+        """The publish awaiting its confirm with this message id, if any."""
+        return self._by_id.get(message_id) if message_id else None
+
     def _answer(self, publish: Publish, acked: bool) -> None:
+        if self._by_id.get(publish.message_id) is publish:
+            del self._by_id[publish.message_id]
         if not self._inflight.settle(publish):
             return  # answered already: its connection ended, or it waited too long behind an alarm
         if not acked:

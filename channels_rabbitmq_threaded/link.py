@@ -437,6 +437,13 @@ class Link:
         )
         connection.close()
 
+    def reconnect(self, reason: str) -> None:
+        """Close the current connection: the owner found its state gone at the broker (its queue deleted, say).
+        The link reconnects as after a loss, and the owner's setup declares everything again."""
+        connection = self.connection
+        if self.state in (CONNECTING, READY) and connection is not None and connection.is_open:
+            connection.close(reply_text=reason[:200])
+
     def _lost(self, reason: str, cause: str, event: str) -> None:
         """The connection failed or ended: the owner fails what was in flight; reconnect after a backoff.
 

@@ -36,6 +36,9 @@ COUNTERS = {  # LayerStats field -> help
     "delivered_to_receivers": "Messages handed to receive() calls",
     "put_backs": "Messages a receive() could not take (cancelled), put back",
     "copies_dropped": "Redelivered or re-published copies of messages received already, dropped",
+    "queue_losses": "Times this process's queue was found deleted, or on a node that is down",
+    "queue_moves": "Times this process moved to a new queue because its queue's node was down",
+    "lost_with_queues": "Messages that sat in lost queues (their last count) or were delivered and unacknowledged",
 }
 
 
@@ -60,6 +63,7 @@ class LayerCollector(Collector):
                 gauge.add_metric([alias], getattr(stats, field))
             yield gauge
         yield from _drops_and_links(snapshots)
+        yield from _bookkeeping(snapshots)
 
 
 def _calls(snapshots: dict[str, LayerStats]) -> Iterator[Metric]:
@@ -85,6 +89,18 @@ def _durations(snapshots: dict[str, LayerStats]) -> Iterator[Metric]:
             buckets = [(str(bound), count) for bound, count in zip(BUCKETS, durations.counts, strict=False)]
             buckets.append(("+Inf", durations.count))
             family.add_metric([alias, call], buckets, durations.sum)
+    yield family
+
+
+def _bookkeeping(snapshots: dict[str, LayerStats]) -> Iterator[Metric]:
+    family = GaugeMetricFamily(
+        f"{PREFIX}_bookkeeping_entries",
+        "Entries of each structure the layer keeps by name, message or delivery (each is bounded)",
+        labels=["alias", "structure"],
+    )
+    for alias, stats in snapshots.items():
+        for structure, entries in stats.bookkeeping.items():
+            family.add_metric([alias, structure], entries)
     yield family
 
 

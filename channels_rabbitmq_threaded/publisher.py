@@ -7,14 +7,20 @@ connections that publish, stops only publishing. It connects when the I/O thread
 step, each answer wrapped by `Link.step`:
 
 1. `_setup`: `confirm.select` (publisher confirms; delivery tags restart at 1) -> `_on_confirm_mode`;
-2. `exchange.declare` of the groups exchange -> `_on_exchange_declared`: the link is ready.
+2. `exchange.declare` of the groups exchange -> `_on_exchange_declared`;
+3. `exchange.declare` of the direct exchange -> `_on_direct_exchange_declared`: the link is ready.
 
-Every publish is `mandatory`, so a direct send to a queue that does not exist comes back (`_on_return`) and is
-logged as a drop. A publish waits in `PendingConfirms` and the link's `InFlight` (`Waiting.CONFIRM`) until its ack
-(the caller is told True) or nack (False: a queue at its length limit; `_on_nack` logs the nacks no caller raises
-for). The first publish to a normal channel's queue on a channel waits for that queue's `DeclareOk`
-(`Waiting.DECLARE`): `basic_publish` would overtake a queued `queue_declare`. When the connection ends, the link
-answers whatever is still registered (`inflight` has the table) and this side forgets its declared queues.
+A send to a process-specific channel goes to the direct exchange with the process's address as its routing key;
+each process binds its current queue there (`consumer.py`). Every publish is `mandatory`. A send that the direct
+exchange cannot route comes back (`_on_return`) and goes out once more through the default exchange, to a queue
+named by the address: the queue of a process of an older version of this layer, or of channels_rabbitmq, which
+bind nothing there. The caller is answered by that second publish; if it comes back too, the process is gone and
+the message is logged as a drop. A publish waits in `PendingConfirms` and the link's `InFlight`
+(`Waiting.CONFIRM`) until its ack (the caller is told True) or nack (False: a queue at its length limit; `_on_nack`
+logs the nacks no caller raises for). The first publish to a normal channel's queue on a channel waits for that
+queue's `DeclareOk` (`Waiting.DECLARE`): `basic_publish` would overtake a queued `queue_declare`. When the connection
+ends, the link answers whatever is still registered (`inflight` has the table) and this side forgets its declared
+queues.
 
 While RabbitMQ blocks the connection, new publishes wait in the link's parked requests; publishes already sent fail
 with `ConfirmLost` if the block lasts `connect_timeout`. At close, publishes already handed over may finish first,
@@ -35,6 +41,7 @@ from .errors import ConfirmLost
 from .inflight import Waiting
 from .ledgers import DropLog, PendingConfirms, UnwaitedPublishes
 from .link import STOPPED, STOPPING, Link, guarded
+from .names import RecentNames
 from .requests import Publish, Request
 from .routing import DropReason
 
@@ -72,7 +79,7 @@ class PublisherSide:
         self._ready: Callable[[], None] = _nothing
         self._confirms = PendingConfirms(self.link.inflight, self._on_nack)
         self._confirm_deadline: Any = None  # timer failing publishes stuck behind a blocked connection
-        self._declared: set[str] = set()  # normal-channel queues declared on the current channel
+        self._declared = RecentNames()  # normal-channel queues declared on the current channel (lately)
         self._declaring: dict[str, list[Publish]] = {}  # queue -> publishes waiting for its DeclareOk
         self._stopping = False
         self._ids = MessageIds()
@@ -84,6 +91,9 @@ class PublisherSide:
         self._confirms.reset()
         self._declared.clear()
         self._declaring.clear()
+
+    def bookkeeping(self) -> dict[str, int]:
+        return {"declared_queues": len(self._declared), "declares_in_flight": len(self._declaring)}
 
     def backlog(self) -> int:
         """Publishes handed over and not yet confirmed (any thread: lengths read without a lock, approximate)."""
@@ -109,6 +119,15 @@ class PublisherSide:
 
     @guarded
     def _on_exchange_declared(self, _frame: Any) -> None:
+        """Step 3: declare the direct exchange (a send before any process bound its address must not fail)."""
+        self.link.channel.exchange_declare(
+            exchange=self.settings.direct_exchange,
+            exchange_type="direct",
+            callback=self.link.step(self._on_direct_exchange_declared),
+        )
+
+    @guarded
+    def _on_direct_exchange_declared(self, _frame: Any) -> None:
         self._ready()
 
     # -- LinkOwner: the rest of the life cycle ------------------------------------------------------------------------
@@ -191,7 +210,12 @@ class PublisherSide:
             self._drops.log(DropReason.NACKED, f"{DropReason.NACKED.text} ({publish.routing_key!r})")
 
     @guarded
-    def _on_return(self, _channel: Any, method: Any, _props: Any, body: bytes) -> None:
+    def _on_return(self, _channel: Any, method: Any, props: Any, body: bytes) -> None:
+        if method.exchange == self.settings.direct_exchange:  # no process bound that address
+            returned = self._confirms.pending(props.message_id)
+            if returned is not None:  # RabbitMQ sends a return before its confirm: it is still pending
+                self._publish_by_queue_name(returned)
+            return
         if method.exchange:  # a group_send that no process is subscribed to: normal for an empty group
             logger.debug(
                 "group_send to %r reached no process (%s); %d bytes dropped",
@@ -205,6 +229,20 @@ class PublisherSide:
             f"RabbitMQ has no queue {method.routing_key!r} ({method.reply_code} {method.reply_text}) for a "
             f"{len(body)}-byte message; the process that owned that channel is gone",
         )
+
+    def _publish_by_queue_name(self, returned: Publish) -> None:
+        """Send again, through the default exchange, a send the direct exchange could not route: to the queue named
+        by the address, as older versions of the layer do. The copy answers the caller; the returned publish's own
+        confirm answers nobody."""
+        copy = Publish(
+            reply=returned.reply,
+            routing_key=returned.routing_key,
+            body=returned.body,
+            mandatory=True,
+            message_id=returned.message_id,
+        )
+        returned.reply = None
+        self.publish(copy)
 
     # -- the end ------------------------------------------------------------------------------------------------------
 

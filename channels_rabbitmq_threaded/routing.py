@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-RabbitMQ delivers each message once to this process's exclusive queue. From there, `Inbox` decides everything that
+RabbitMQ delivers each message once to this process's queue. From there, `Inbox` decides everything that
 happens to it inside the process, and says what must be done about it in an `Effects` value that the caller (the
 I/O thread) carries out:
 
@@ -32,6 +32,18 @@ I/O thread) carries out:
   `Effects`, so a receiver's own thread may run them (`shared_inbox.SharedInbox` says how). Any other case goes
   through `take`.
 
+Bounds: nothing here grows with the channels, groups or messages that have come and gone.
+
+* `_buffers`, a `ChannelBuffer` per channel: only while the channel holds a message or a waiting receiver. Every
+  path that empties one forgets it (taken, handed over, expired, shed, given up, flushed).
+* `_held`: from `offer` until room is made or the connection goes (`discard_held`); at most `prefetch_count`.
+* `_expiries`, an `ExpiryHeap` entry per buffered delivery: until it expires, stale once taken or shed; at most
+  2 x `in_memory` + `EXPIRY_HEAP_SLACK` (past that it drops its stale entries in one pass).
+* `GroupMembership`'s tables: a membership from `group_add` to `group_discard`, its channel's expiry, `group_expiry`
+  or `flush`; its age heap: at most 2 x groups + `AGE_HEAP_SLACK`.
+
+`bookkeeping()` gives each size (shown by `layer.stats()`).
+
 Rules: nothing here knows pika, asyncio or threads. Waiters and delivery tokens are opaque values chosen by the
 caller. Time is passed in (`now`, in seconds of any monotonic clock). An `Inbox` is not thread-safe: its owner
 calls it from one thread, or holds one lock around every call (`shared_inbox.SharedInbox`, in this package).
@@ -45,7 +57,7 @@ import itertools
 import math
 import sys
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -55,6 +67,11 @@ W = TypeVar("W")  # a waiter: whatever hands one message to one receive() call
 T = TypeVar("T")  # a token: whatever acknowledges one delivery at the broker
 
 Message = dict[str, Any]
+
+# A heap compacts itself (drops its stale entries, in one pass) when it holds more than twice its live entries plus
+# this many: the work is paid for by the stale entries that made it due, so each costs O(1) over time.
+EXPIRY_HEAP_SLACK = 64
+AGE_HEAP_SLACK = 64
 
 
 class DropReason(str, enum.Enum):
@@ -136,12 +153,18 @@ class GroupMembership:
     of their last `group_add` (a refresh moves the member to the end), so a group's oldest membership is its first;
     the age heap holds one live entry per group, its oldest membership (entries that no longer match are stale and
     skipped); a channel's groups are a tuple (most channels are in one or two groups).
+
+    Bounds: an entry of `_members` and `_groups_of` lives from a membership's `add` to its `discard` (by the layer's
+    `group_discard`, its channel's expiry, `group_expiry`, `flush`). The age heap holds at most twice the groups
+    plus `AGE_HEAP_SLACK` entries: a stale entry deep in the heap is never reached while an old membership stays at
+    its head, so the heap compacts itself past that size.
     """
 
     def __init__(self) -> None:
         self._members: dict[str, dict[str, float]] = {}  # group -> {channel: time of the last group_add}, oldest first
         self._groups_of: dict[str, tuple[str, ...]] = {}  # channel -> groups
         self._by_age: list[tuple[float, str]] = []  # heap of (oldest membership, group); stale once that changed
+        self._count = 0  # memberships
 
     def add(self, group: str, channel: str, now: float) -> bool:
         """Add (or refresh) a membership. True when `group` had no local member before: bind it."""
@@ -155,8 +178,9 @@ class GroupMembership:
         groups = self._groups_of.get(channel, ())
         if group not in groups:
             self._groups_of[channel] = (*groups, group)
+            self._count += 1
         if first or was_oldest:
-            heapq.heappush(self._by_age, (members[_first_key(members)], group))
+            self._push_age(group, members)
         return first
 
     def oldest(self) -> float | None:
@@ -190,6 +214,7 @@ class GroupMembership:
             return False
         was_oldest = _first_key(members) == channel
         del members[channel]
+        self._count -= 1
         groups = tuple(other for other in self._groups_of[channel] if other != group)
         if groups:
             self._groups_of[channel] = groups
@@ -199,8 +224,16 @@ class GroupMembership:
             del self._members[group]
             return True
         if was_oldest:
-            heapq.heappush(self._by_age, (members[_first_key(members)], group))
+            self._push_age(group, members)
         return False
+
+    def _push_age(self, group: str, members: dict[str, float]) -> None:
+        """The group's oldest membership changed: push its new age, compacting the heap if stale entries abound."""
+        by_age = self._by_age
+        heapq.heappush(by_age, (members[_first_key(members)], group))
+        if len(by_age) > 2 * len(self._members) + AGE_HEAP_SLACK:
+            by_age[:] = [(oldest[_first_key(oldest)], name) for name, oldest in self._members.items()]
+            heapq.heapify(by_age)
 
     def remove_channel(self, channel: str) -> list[str]:
         """Remove `channel` from all its groups; returns the groups left with no local member."""
@@ -221,12 +254,21 @@ class GroupMembership:
     def group_count(self) -> int:
         return len(self._members)
 
+    @property
+    def membership_count(self) -> int:
+        """Memberships held: one per (group, channel)."""
+        return self._count
+
+    def age_heap_size(self) -> int:
+        return len(self._by_age)
+
     def clear(self) -> list[str]:
         """Drop every membership; returns the groups that had members (to unbind)."""
         groups = list(self._members)
         self._members.clear()
         self._groups_of.clear()
         self._by_age.clear()
+        self._count = 0
         return groups
 
     def is_member(self, group: str, channel: str) -> bool:
@@ -235,6 +277,45 @@ class GroupMembership:
 
 def _first_key(members: dict[str, float]) -> str:
     return next(iter(members))
+
+
+class ExpiryHeap:
+    """The buffered deliveries by expiry time. An entry whose delivery no channel holds any more is stale: skipped
+    when it reaches the head, and dropped in one pass once stale entries outnumber the live ones by far."""
+
+    __slots__ = ("_heap", "_sequence")
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, _Buffered]] = []
+        self._sequence = itertools.count()  # ties broken in arrival order, never by comparing deliveries
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def push(self, buffered: _Buffered) -> None:
+        heapq.heappush(self._heap, (buffered.expires_at, next(self._sequence), buffered))
+
+    def next_due(self) -> float:
+        """When the oldest delivery still held expires (inf: none is held)."""
+        heap = self._heap
+        while heap and not heap[0][2].holders:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else math.inf
+
+    def pop_due(self, now: float) -> Iterator[_Buffered]:
+        """Take out every entry due by `now`, stale ones included (their `holders` are empty)."""
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            yield heapq.heappop(heap)[2]
+
+    def released(self, live: int) -> None:
+        """A delivery left its last channel; `live` are still held: compact if stale entries abound."""
+        if len(self._heap) > 2 * live + EXPIRY_HEAP_SLACK:
+            self._heap[:] = [entry for entry in self._heap if entry[2].holders]
+            heapq.heapify(self._heap)
+
+    def clear(self) -> None:
+        self._heap.clear()
 
 
 class Inbox(Generic[W, T]):
@@ -254,8 +335,7 @@ class Inbox(Generic[W, T]):
         self.membership = GroupMembership()
         self._buffers: dict[str, ChannelBuffer[W]] = {}
         self._held: deque[tuple[T, Recipient, Message]] = deque()
-        self._expiries: list[tuple[float, int, _Buffered]] = []  # heap; entries with no holder are stale
-        self._sequence = itertools.count()
+        self._expiries = ExpiryHeap()
         self._in_memory = 0  # deliveries held by at least one channel
         self._waiting = 0  # waiters over all channels
         self.handed_over = 0  # messages handed to receivers since start (a figure for stats())
@@ -363,21 +443,11 @@ class Inbox(Generic[W, T]):
 
     def next_expiry(self) -> float | None:
         """When the next message or membership expires (None: nothing will). Call `expire` then."""
-        while self._expiries and not self._expiries[0][2].holders:
-            heapq.heappop(self._expiries)
-        message = self._expiries[0][0] if self._expiries else math.inf
+        message = self._expiries.next_due()
         oldest_membership = self.membership.oldest()
         membership = math.inf if oldest_membership is None else oldest_membership + self.group_expiry
         due = min(message, membership)
         return None if due == math.inf else due
-
-    # -- groups ------------------------------------------------------------------------------------------------
-
-    def add_member(self, group: str, channel: str, now: float) -> bool:
-        return self.membership.add(group, channel, now)
-
-    def discard_member(self, group: str, channel: str) -> bool:
-        return self.membership.discard(group, channel)
 
     # -- the whole -----------------------------------------------------------------------------------------------
 
@@ -402,16 +472,21 @@ class Inbox(Generic[W, T]):
         buffer = self._buffers.get(channel)
         return len(buffer.waiters) if buffer else 0
 
-    def backlog(self, channel: str) -> int:
-        buffer = self._buffers.get(channel)
-        return len(buffer.messages) if buffer else 0
-
     def biggest_backlogs(self, count: int = 3) -> list[tuple[str, int]]:
         sizes = ((name, len(buffer.messages)) for name, buffer in self._buffers.items() if buffer.messages)
         return sorted(sizes, key=lambda item: -item[1])[:count]
 
     def channel_count(self) -> int:
         return len(self._buffers)
+
+    def bookkeeping(self) -> dict[str, int]:
+        """The entries of each structure kept by name or by message (the bounds are in the module's docstring)."""
+        return {
+            "channel_buffers": len(self._buffers),
+            "expiry_entries": len(self._expiries),
+            "memberships": self.membership.membership_count,
+            "membership_ages": self.membership.age_heap_size(),
+        }
 
     def flush(self) -> tuple[list[T], list[str], int]:
         """flush(): drop every message and membership, keep waiting receivers.
@@ -481,6 +556,7 @@ class Inbox(Generic[W, T]):
         self._waiting -= 1
         self.handed_over += 1
         effects.handoffs.append(Handoff(buffer.waiters.popleft(), channel, message, expires_at))
+        self._forget_if_empty(channel, buffer)
 
     def _bound_channel(self, channel: str, effects: Effects[W, T]) -> None:
         """A channel over its own capacity loses its oldest messages (as channels_redis's bounded buffers do)."""
@@ -491,7 +567,7 @@ class Inbox(Generic[W, T]):
 
     def _remember(self, buffered: _Buffered) -> None:
         self._in_memory += 1
-        heapq.heappush(self._expiries, (buffered.expires_at, next(self._sequence), buffered))
+        self._expiries.push(buffered)
 
     def _shed(self, effects: Effects[W, T]) -> None:
         """Over capacity (only possible while someone waits): drop the oldest of the biggest backlog."""
@@ -512,6 +588,7 @@ class Inbox(Generic[W, T]):
         buffered.holders.remove(channel)
         if not buffered.holders:
             self._in_memory -= 1
+            self._expiries.released(self._in_memory)
 
     def _release_held(self, now: float, effects: Effects[W, T]) -> None:
         while self._held and self._has_room():
@@ -520,9 +597,7 @@ class Inbox(Generic[W, T]):
             effects.acks.append(token)
 
     def _expire(self, now: float, effects: Effects[W, T]) -> None:
-        expiries = self._expiries
-        while expiries and expiries[0][0] <= now:
-            buffered = heapq.heappop(expiries)[2]
+        for buffered in self._expiries.pop_due(now):
             for channel in buffered.holders:
                 buffer = self._buffers[channel]
                 buffer.messages.remove(buffered)

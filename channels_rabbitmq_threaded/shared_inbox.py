@@ -108,10 +108,6 @@ class SharedInbox(Inbox[W, T]):
         with self.lock:
             return super().waiting_on(channel)
 
-    def backlog(self, channel: str) -> int:
-        with self.lock:
-            return super().backlog(channel)
-
     def biggest_backlogs(self, count: int = 3) -> list[tuple[str, int]]:
         with self.lock:
             return super().biggest_backlogs(count)

@@ -14,6 +14,8 @@ owns it, as a plain int that only its owner's thread writes (or, where a lock is
 | connects, losses, state, node, last error | each `link.Link` | the I/O thread |
 | buffered, held, waiting receivers, channels, groups | `SharedInbox` | the I/O thread, receivers (locked) |
 | publishes in flight | `publisher.PublisherSide` | the I/O thread |
+| the process's queue: its name, losses, moves, messages lost with it | `process_queue.ProcessQueue` | the I/O thread |
+| `bookkeeping`: entries of each structure kept by name, message or delivery | each owner (`bookkeeping()`) | its own |
 
 `Figures` holds references to those owners and reads them when `stats()` is called, from the caller's thread,
 without a lock: an int read is atomic, so each figure is one its owner wrote, and the snapshot as a whole is
@@ -27,7 +29,7 @@ from __future__ import annotations
 import bisect
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sized
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -143,6 +145,11 @@ class LayerStats:
     local_groups: int
     publishes_in_flight: int
     consumption_paused: bool
+    queue: str  # the process's queue now (its address, or `<address>.<n>` after n moves)
+    queue_losses: int  # times the queue was found deleted, or on a node that is down
+    queue_moves: int  # times the process moved to a new queue because its queue's node was down
+    lost_with_queues: int  # messages that sat in lost queues (their last count) or were delivered and unacknowledged
+    bookkeeping: dict[str, int]  # entries of each structure kept by name, message or delivery (each one bounded)
     consumer: LinkStats
     publisher: LinkStats
     started: bool = True  # False: the layer has not been used yet (no thread, no connection)
@@ -172,9 +179,10 @@ class Figures:
     consumer: ConsumerSide
     publisher: PublisherSide
     drops: DropLog
-    paused: Any  # a callable: True while consumption is paused
+    normal_queues: Sized  # the normal queues flush() purges
 
-    def snapshot(self, calls: CallStats) -> LayerStats:
+    def snapshot(self, calls: CallStats, checked_names: int) -> LayerStats:
+        """`checked_names`: the channel names the layer remembers as checked for receive()."""
         outcomes, durations = calls.read()
         routing = self.routing
         return LayerStats(
@@ -191,7 +199,20 @@ class Figures:
             local_channels=routing.channel_count(),
             local_groups=routing.membership.group_count,
             publishes_in_flight=self.publisher.backlog(),
-            consumption_paused=bool(self.paused()),
+            consumption_paused=routing.held > 0,
+            queue=self.consumer.queue.name,
+            queue_losses=self.consumer.queue.losses,
+            queue_moves=self.consumer.queue.moves,
+            lost_with_queues=self.consumer.queue.lost_messages,
+            bookkeeping={
+                **routing.bookkeeping(),
+                **self.consumer.bookkeeping(),
+                **self.consumer.window.bookkeeping(),
+                **self.publisher.bookkeeping(),
+                "normal_queues": len(self.normal_queues),
+                "queues_left_behind": len(self.consumer.queue.left_behind),
+                "checked_names": checked_names,
+            },
             consumer=link_stats(self.consumer.link),
             publisher=link_stats(self.publisher.link),
         )
@@ -203,12 +224,13 @@ def idle(calls: CallStats) -> LayerStats:
     outcomes, durations = calls.read()
     zero = dict.fromkeys(GAUGES_AND_COUNTERS, 0)
     return LayerStats(
-        calls=outcomes, durations=durations, drops={}, consumption_paused=False, consumer=never, publisher=never,
-        started=False, **zero,
+        calls=outcomes, durations=durations, drops={}, consumption_paused=False, queue="", bookkeeping={},
+        consumer=never, publisher=never, started=False, **zero,
     )  # fmt: skip
 
 
 GAUGES_AND_COUNTERS = (
     "deliveries_received", "delivered_to_receivers", "put_backs", "copies_dropped", "buffered", "held",
-    "waiting_receivers", "local_channels", "local_groups", "publishes_in_flight",
+    "waiting_receivers", "local_channels", "local_groups", "publishes_in_flight", "queue_losses", "queue_moves",
+    "lost_with_queues",
 )  # fmt: skip

@@ -1,7 +1,9 @@
-"""A private two-node cluster: stop the node the members are connected to; group traffic flows through the other.
+"""A private two-node cluster: the node of a process's queue dies, or the node the members are connected to stops;
+they receive again through the other node.
 
-The failover members use `queue_lease=0` (exclusive queues): a leased queue lives on its node and waits for it to
-return, which the first test shows.
+A leased queue lives on one node: when that node dies, the process moves to a new queue on the other one, and the
+names it handed out keep working (the first test). The failover members of the second use `queue_lease=0`
+(exclusive queues, declared again under the same names on the other node).
 
 Members run in two other OS processes with `host=[A, B]`, so they connect to A; the sender uses `host=[B, A]`.
 After `stop_app` on A, the members reconnect to B, declare their queues again under the same names, re-bind their
@@ -11,7 +13,6 @@ group, and answer group messages again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import multiprocessing
 from collections.abc import Iterator
 
@@ -20,6 +21,7 @@ import pytest
 from channels_rabbitmq_threaded import RabbitmqChannelLayer, RabbitmqLayerError
 
 from .private_node import PrivateNode, start_cluster
+from .test_queue_loss import receives_again
 
 
 @pytest.fixture(scope="module")
@@ -54,29 +56,36 @@ def member_process(hosts: list[str], group: str, names, ready) -> None:
     asyncio.run(main())
 
 
-@pytest.mark.timeout(240)
-async def test_a_leased_queue_waits_for_its_node_and_comes_back_with_its_groups(cluster) -> None:
-    """Runs first (the next test stops A for good): A stops and starts again; the member consumes again."""
-    a, _b, (port_a, port_b) = cluster
+@pytest.mark.timeout(300)
+async def test_a_process_whose_queues_node_dies_moves_and_keeps_its_channel_names(cluster) -> None:
+    """Runs first (the next test stops A for good). The member's leased queue lives on A; A's VM is killed. The
+    member moves to a new queue on B and receives on the names it handed out, groups included; once A is back, the
+    queue left there is deleted, and the member still receives."""
+    a, b, (port_a, port_b) = cluster
     url_a, url_b = (f"amqp://guest:guest@127.0.0.1:{port}/%2F" for port in (port_a, port_b))
     member = RabbitmqChannelLayer(host=[url_a, url_b], heartbeat=5, connect_timeout=2)  # queue_lease: the default
     sender = RabbitmqChannelLayer(host=[url_b, url_a], connect_timeout=2)
     try:
         channel = await member.new_channel()
-        await member.group_add("leased", channel)
-        await sender.group_send("leased", {"type": "before"})
+        await member.group_add("moved", channel)
+        await sender.group_send("moved", {"type": "before"})
         assert (await asyncio.wait_for(member.receive(channel), 10))["type"] == "before"
-        await asyncio.to_thread(a.ctl, "stop_app")  # the queue's node goes; B says its home node is down
-        await asyncio.to_thread(a.ctl, "start_app")
-        waiting = asyncio.ensure_future(member.receive(channel))
-        for _ in range(120):  # probes, until the member consumes its queue again (at most 60 s)
-            with contextlib.suppress(RabbitmqLayerError):
-                await sender.group_send("leased", {"type": "after"})
-            done, _ = await asyncio.wait({waiting}, timeout=0.5)
-            if done:
+        left_behind = member.stats().queue
+        await asyncio.to_thread(a.kill9)  # the queue's node dies; B says its home node is down
+
+        await receives_again(member, sender, channel, "moved")
+        stats = member.stats()
+        assert (stats.queue_losses, stats.queue_moves) == (1, 1)
+        assert stats.queue == f"{member.queue_name}.1" and stats.bookkeeping["queues_left_behind"] == 1
+
+        await asyncio.to_thread(a.start)  # back, with the old queue bound to the address and the group
+        for _ in range(120):  # a hang guard: at most about 60 s
+            queues = (await asyncio.to_thread(b.ctl, "list_queues", "-q", "name")).split()
+            if left_behind not in queues and member.stats().bookkeeping["queues_left_behind"] == 0:
                 break
-        assert waiting.done() and waiting.result()["type"] == "after"  # through the binding the group kept
-        assert await member.group_send("leased", {"type": "self"}) is None
+            await asyncio.sleep(0.5)
+        assert left_behind not in queues and member.stats().bookkeeping["queues_left_behind"] == 0
+        await receives_again(member, sender, channel, "moved")
     finally:
         await sender.close()
         await member.close()

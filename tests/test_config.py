@@ -7,7 +7,7 @@ import ssl
 import pytest
 
 from channels_rabbitmq_threaded import RabbitmqChannelLayer
-from channels_rabbitmq_threaded.config import DEFAULT_HOST, Settings, redact_url
+from channels_rabbitmq_threaded.config import DEFAULT_HEARTBEAT, DEFAULT_HOST, Settings, redact_url
 
 pytestmark = pytest.mark.unit
 
@@ -117,6 +117,11 @@ def test_heartbeat_option_overrides_the_url() -> None:
     settings = Settings.from_options(host="amqp://h/?heartbeat=60", heartbeat=5)
     assert settings.connection_parameters("n").heartbeat == 5
     assert Settings.from_options(host="amqp://h/?heartbeat=60").connection_parameters("n").heartbeat == 60
+
+
+def test_without_a_heartbeat_in_the_options_or_the_url_the_layer_asks_for_ten_seconds() -> None:
+    assert Settings.from_options(host="amqp://h/").connection_parameters("n").heartbeat == DEFAULT_HEARTBEAT == 10
+    assert Settings.from_options(host="amqp://h/?heartbeat=0").connection_parameters("n").heartbeat == 0
 
 
 @pytest.mark.parametrize(("connect_timeout", "attempt"), [(10, 5.0), (4, 2.0), (0.5, 0.5), (60, 5.0)])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import operator
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -25,13 +26,14 @@ from .conftest import TEST_EXCHANGE
 def cut_right_after(layer: RabbitmqChannelLayer, role: str, method: str) -> None:
     """Make the next call of one side's `method` cut its link's stream on the I/O thread right after it sent its RPC,
     before any answer can be read: as a network fault at the worst moment, deterministically."""
-    side = getattr(layer._io_thread, f"_{role}")
+    side = operator.attrgetter(f"_{role}")(layer._io_thread)
     original = getattr(side, method)
 
     def then_cut(*args: object) -> None:
         del side.__dict__[method]  # once only: what the layer does after the cut runs as usual
         original(*args)
-        side.link.connection._terminate_stream(StreamLostError("test: the stream was cut"))
+        link = layer._io_thread._consumer.link if role.startswith("consumer") else side.link
+        link.connection._terminate_stream(StreamLostError("test: the stream was cut"))
 
     setattr(side, method, then_cut)
 
@@ -65,7 +67,7 @@ async def delivers_again(layer: RabbitmqChannelLayer, channel: str) -> None:
 Call = Callable[[RabbitmqChannelLayer, str], Awaitable[object]]
 CALLS: dict[str, tuple[str, str, Call]] = {  # the side, its method that sends the RPC, the call
     "flush": ("consumer", "purge", lambda layer, channel: layer.flush()),
-    "group_add": ("consumer", "add_member", lambda layer, channel: layer.group_add("cut-group", channel)),
+    "group_add": ("consumer.bindings", "add_member", lambda layer, channel: layer.group_add("cut-group", channel)),
     "normal-queue declare": ("publisher", "publish", lambda layer, channel: layer.send("jobs.cut", {"type": "job"})),
     "publish": ("publisher", "publish", lambda layer, channel: layer.send(channel, {"type": "once"})),
 }

@@ -81,6 +81,8 @@ async def test_prometheus_exposes_calls_durations_drops_links_and_a_reconnect(ma
     assert value(samples, "channels_rabbitmq_link_losses_total", link="consumer", **alias) == 1
     assert value(samples, "channels_rabbitmq_link_connects_total", link="consumer", **alias) == 2
     assert value(samples, "channels_rabbitmq_local_groups", **alias) == 1
+    assert value(samples, "channels_rabbitmq_bookkeeping_entries", structure="memberships", **alias) == 1
+    assert value(samples, "channels_rabbitmq_bookkeeping_entries", structure="checked_names", **alias) >= 1
     up = [
         v
         for (name, labels), v in samples.items()

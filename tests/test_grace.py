@@ -20,8 +20,8 @@ def bound_groups(queue: str) -> set[str]:
 
 
 def count_calls(layer: RabbitmqChannelLayer, method: str) -> list[Any]:
-    """Record each call of the consumer side's `method` (on the I/O thread), and let it run as usual."""
-    side = layer._io_thread._consumer
+    """Record each call of the group bindings' `method` (on the I/O thread), and let it run as usual."""
+    side = layer._io_thread._consumer.bindings
     original: Callable[..., Any] = getattr(side, method)
     calls: list[Any] = []
 
@@ -37,7 +37,7 @@ async def test_a_member_that_leaves_and_joins_again_costs_no_broker_operation(ma
     layer = make_layer(group_unbind_delay=60)
     channel = await layer.new_channel()
     await layer.group_add("grace", channel)
-    binds, unbinds = count_calls(layer, "_bind"), count_calls(layer, "unbind")
+    binds, unbinds = count_calls(layer, "bind"), count_calls(layer, "unbind")
     await layer.group_discard("grace", channel)
     assert await asyncio.to_thread(bound_groups, layer.queue_name) == {"grace"}  # still bound at the broker
     await layer.group_send("grace", {"type": "while nobody is a member"})  # reaches the process, which drops it
@@ -66,6 +66,6 @@ async def test_zero_unbinds_at_once_and_close_unbinds_every_group_first(make_lay
         await layer.group_add(f"many-{n}", channel)
     await layer.group_discard("many-0", channel)
     assert "many-0" not in await asyncio.to_thread(bound_groups, layer.queue_name)
-    unbinds = count_calls(layer, "_unbind_now")
+    unbinds = count_calls(layer, "unbind_now")
     await layer.close()
     assert sorted(unbinds) == sorted(f"many-{n}" for n in range(1, 20))  # the last UnbindOk stops the link

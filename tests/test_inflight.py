@@ -133,7 +133,7 @@ def sides() -> tuple[ConsumerSide, PublisherSide, FakeHub]:
 def issue(kind: Waiting, consumer: ConsumerSide, publisher: PublisherSide, reply: Answers) -> str:
     """Send the request that waits for `kind`; return the name of the RPC it waits on."""
     if kind is Waiting.BIND:
-        consumer.add_member(GroupAdd(reply=reply, group="g", channel="specific.channels_test!1"), first=True)
+        consumer.bindings.add_member(GroupAdd(reply=reply, group="g", channel="specific.channels_test!1"), first=True)
         return "queue_bind"
     if kind is Waiting.PURGE:
         consumer.purge(Flush(reply=reply), [])

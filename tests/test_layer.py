@@ -11,7 +11,7 @@ from channels.exceptions import ChannelFull, StopConsumer
 
 from channels_rabbitmq_threaded import BrokerRefused, BrokerUnavailable, LayerClosed, RabbitmqChannelLayer
 
-from .conftest import HOST, TEST_EXCHANGE, dropped
+from .conftest import HOST, TEST_EXCHANGE, broker_ctl, dropped
 
 
 async def test_round_trip(layer) -> None:
@@ -486,3 +486,32 @@ async def test_binds_use_only_the_channels_the_broker_allows(make_layer, channel
         await layer.group_send(f"limited-{n}", {"type": "n", "n": n})
     assert sorted([(await asyncio.wait_for(layer.receive(channel), 5))["n"] for _ in range(8)]) == list(range(8))
     assert len(layer._io_thread._consumer.link.more_channels) == channel_max - 1
+
+
+async def test_channels_that_came_and_went_leave_nothing_in_the_layer(make_layer) -> None:
+    """A websocket's life, 60 times: a new channel joins a group of its own, waits, is handed a group message from
+    another process while it waits, and leaves. The layer keeps no buffer, membership or expiry entry for any."""
+    receiver, sender = make_layer(), make_layer()
+    for n in range(60):
+        channel = await receiver.new_channel()
+        await receiver.group_add(f"came-and-went-{n}", channel)
+        receiving = asyncio.ensure_future(receiver.receive(channel))
+        await asyncio.sleep(0)  # the receive is waiting now (registered on this thread, before its first await)
+        await sender.group_send(f"came-and-went-{n}", {"type": "hello", "n": n})
+        assert await asyncio.wait_for(receiving, 10) == {"type": "hello", "n": n}
+        await receiver.group_discard(f"came-and-went-{n}", channel)
+    kept = receiver.stats().bookkeeping
+    assert {name: kept[name] for name in ("channel_buffers", "memberships", "expiry_entries", "membership_ages")} == {
+        "channel_buffers": 0, "memberships": 0, "expiry_entries": 0, "membership_ages": 0,
+    }  # fmt: skip
+    assert receiver.stats().local_channels == 0
+
+
+async def test_the_connections_heartbeat_is_ten_seconds_unless_set(make_layer) -> None:
+    """RabbitMQ proposes 60 s; the layer asks for 10 s, so that a node that vanishes is noticed in time."""
+    layer = make_layer()
+    channel = await layer.new_channel()
+    await layer.send(channel, {"type": "both links up"})
+    listing = await asyncio.to_thread(broker_ctl, "-q", "list_connections", "client_properties", "timeout")
+    ours = [line for line in listing.splitlines() if layer.queue_name in line]
+    assert len(ours) == 2 and all(line.rstrip().endswith("\t10") for line in ours), ours

@@ -13,9 +13,9 @@ from channels_rabbitmq_threaded import BrokerRefused, RabbitmqChannelLayer
 from .private_node import PrivateNode
 
 # Word for word the regexes in docs/deployment.md (default groups_exchange and normal_channel_prefix).
-CONFIGURE = r"^(channels_.*|channels\..*|groups|groups\.control)$"
-WRITE = r"^(channels_.*|channels\..*|groups|groups\.control|amq\.default)$"
-READ = r"^(channels_.*|channels\..*|groups|groups\.control)$"
+CONFIGURE = r"^(channels_.*|channels\..*|groups|groups\.control|groups\.direct)$"
+WRITE = r"^(channels_.*|channels\..*|groups|groups\.control|groups\.direct|amq\.default)$"
+READ = r"^(channels_.*|channels\..*|groups|groups\.control|groups\.direct)$"
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from channels_rabbitmq_threaded.envelope import Recipient
-from channels_rabbitmq_threaded.routing import Drop, GroupMembership, Inbox
+from channels_rabbitmq_threaded.routing import AGE_HEAP_SLACK, EXPIRY_HEAP_SLACK, Drop, GroupMembership, Inbox
 
 pytestmark = pytest.mark.unit
 
@@ -49,8 +49,8 @@ def test_waiters_are_served_first_come_first_served() -> None:
 
 def test_group_delivery_fans_out_to_local_members_with_independent_copies() -> None:
     inbox: Inbox[str, int] = Inbox(capacity=10, expiry=60)
-    assert inbox.add_member("g", "a!1", now=0) is True
-    assert inbox.add_member("g", "a!2", now=0) is False
+    assert inbox.membership.add("g", "a!1", 0) is True
+    assert inbox.membership.add("g", "a!2", 0) is False
     inbox.take("a!1", "w1", now=0)
     effects = inbox.offer(1, group("g"), {"k": "v"}, now=0)
     assert effects.acks == [1]
@@ -115,9 +115,9 @@ def test_a_waiting_receiver_releases_held_deliveries_and_sheds_the_biggest_backl
 
 def test_expiry_drops_old_messages_and_leaves_groups() -> None:
     inbox: Inbox[str, int] = Inbox(capacity=10, expiry=5)
-    inbox.add_member("g", "a!1", now=0)
-    inbox.add_member("h", "a!1", now=0)
-    inbox.add_member("h", "b!1", now=0)
+    inbox.membership.add("g", "a!1", 0)
+    inbox.membership.add("h", "a!1", 0)
+    inbox.membership.add("h", "b!1", 0)
     inbox.offer(1, to("a!1"), {"old": True}, now=0)
     assert inbox.next_expiry() == 5
     inbox.offer(2, to("a!1"), {"old": False}, now=3)
@@ -141,8 +141,8 @@ def test_take_never_hands_out_an_expired_message() -> None:
 def test_take_ready_hands_a_fresh_head_with_nothing_else_to_do() -> None:
     inbox: Inbox[str, int] = Inbox(capacity=10, expiry=60)
     assert inbox.take_ready("a!1", now=0) is None  # nothing there
-    inbox.add_member("g", "a!1", now=0)
-    inbox.add_member("g", "b!1", now=0)
+    inbox.membership.add("g", "a!1", 0)
+    inbox.membership.add("g", "b!1", 0)
     inbox.offer(1, group("g"), {"n": 1}, now=0)
     taken = inbox.take_ready("a!1", now=1)
     assert taken == {"n": 1}
@@ -155,7 +155,7 @@ def test_take_ready_leaves_an_expired_head_and_held_deliveries_to_take() -> None
     inbox: Inbox[str, int] = Inbox(capacity=1, expiry=60)
     inbox.offer(1, to("a!1"), {"n": 1}, now=0)
     assert inbox.take_ready("a!1", now=60) is None  # expired: `take` drops it and logs it
-    assert inbox.backlog("a!1") == 1
+    assert inbox.biggest_backlogs() == [("a!1", 1)]
     assert inbox.offer(2, to("a!1"), {"n": 2}, now=0).paused  # at capacity, nobody waiting: held
     assert inbox.take_ready("a!1", now=1) is None  # taking would make room for the held one: `take` routes it
     effects = inbox.take("a!1", "w", now=1)
@@ -206,11 +206,11 @@ def test_discard_held_and_close() -> None:
 
 def test_memberships_expire_group_expiry_after_the_last_group_add() -> None:
     inbox: Inbox[str, int] = Inbox(capacity=10, expiry=60, group_expiry=100)
-    inbox.add_member("g", "a!1", now=0)
-    inbox.add_member("g", "b!1", now=10)
-    inbox.add_member("h", "a!1", now=20)
+    inbox.membership.add("g", "a!1", 0)
+    inbox.membership.add("g", "b!1", 10)
+    inbox.membership.add("h", "a!1", 20)
     assert inbox.next_expiry() == 100
-    inbox.add_member("g", "a!1", now=50)  # a later group_add refreshes the membership
+    inbox.membership.add("g", "a!1", 50)  # a later group_add refreshes the membership
     assert inbox.next_expiry() == 110
     effects = inbox.expire(now=111)
     assert effects.memberships_expired == 1 and effects.unbind == []  # b!1 left g; a!1 is still in g
@@ -222,8 +222,8 @@ def test_memberships_expire_group_expiry_after_the_last_group_add() -> None:
 
 def test_a_discarded_membership_does_not_expire_later() -> None:
     inbox: Inbox[str, int] = Inbox(capacity=10, expiry=60, group_expiry=100)
-    inbox.add_member("g", "a!1", now=0)
-    inbox.discard_member("g", "a!1")
+    inbox.membership.add("g", "a!1", 0)
+    inbox.membership.discard("g", "a!1")
     assert inbox.next_expiry() is None
     assert inbox.expire(now=500).memberships_expired == 0
 
@@ -235,15 +235,15 @@ def test_a_channel_over_its_own_capacity_drops_its_oldest() -> None:
     for n in range(4):
         inbox.offer(n, to("tiny!1"), {"n": n}, now=0)
     inbox.offer(9, to("big!1"), {"n": 9}, now=0)
-    assert inbox.backlog("tiny!1") == 2 and inbox.backlog("big!1") == 1
+    assert inbox.biggest_backlogs() == [("tiny!1", 2), ("big!1", 1)]
     assert [inbox.take("tiny!1", f"w{i}", now=0).handoffs[0].message for i in range(2)] == [{"n": 2}, {"n": 3}]
     assert inbox.in_memory == 1
 
 
 def test_channel_capacity_counts_each_members_copy_of_a_group_message() -> None:
     inbox: Inbox[str, int] = Inbox(capacity=100, expiry=60, channel_capacity=lambda c: 1)
-    inbox.add_member("g", "a!1", now=0)
-    inbox.add_member("g", "b!1", now=0)
+    inbox.membership.add("g", "a!1", 0)
+    inbox.membership.add("g", "b!1", 0)
     inbox.offer(1, group("g"), {"n": 1}, now=0)
     effects = inbox.offer(2, group("g"), {"n": 2}, now=0)
     assert sorted(d.channel for d in effects.drops) == ["a!1", "b!1"]
@@ -253,7 +253,7 @@ def test_channel_capacity_counts_each_members_copy_of_a_group_message() -> None:
 
 def test_flush_drops_messages_and_memberships_but_keeps_waiters() -> None:
     inbox: Inbox[str, int] = Inbox(capacity=1, expiry=60, group_expiry=100)
-    inbox.add_member("g", "a!1", now=0)
+    inbox.membership.add("g", "a!1", 0)
     inbox.offer(1, to("a!1"), {"n": 1}, now=0)
     inbox.offer(2, to("a!1"), {"n": 2}, now=0)  # held: capacity 1, nobody waiting
     inbox.take("b!1", "w", now=0)  # releases the held one into a!1 (someone waits now) and keeps waiting
@@ -278,3 +278,85 @@ def test_membership_ages_follow_refreshes_and_discards() -> None:
     assert membership.groups() == ["room"]
     assert membership.expire(5.0) == (1, ["room"])
     assert membership.oldest() is None
+
+
+# -- nothing grows as channels come and go ----------------------------------------------------------------------------
+
+
+def _churn(inbox: Inbox[str, int], channels: int, now: float) -> float:
+    """Channels that come, join a group of their own and a shared one, wait, are handed a message, and leave: every
+    way a message reaches a receiver (handed while waiting, taken from the buffer, put back and taken again,
+    expired unread, shed at capacity)."""
+    for n in range(channels):
+        channel, own = f"p.q!{n}", f"user-{n}"
+        inbox.membership.add(own, channel, now)
+        inbox.membership.add("room", channel, now)
+        tag = n
+        way = n % 5
+        if way == 0:  # waiting when its group message arrives
+            inbox.take(channel, f"w{n}", now)
+            inbox.offer(tag, group(own), {"n": n}, now)
+        elif way == 1:  # the message first, then the receive (the waiter's own thread: take_ready)
+            inbox.offer(tag, to(channel), {"n": n}, now)
+            assert inbox.take_ready(channel, now) == {"n": n}
+        elif way == 2:  # handed to a receive that could not take it, put back, handed to the next
+            inbox.wait_ready(channel, f"w{n}")
+            handoff = inbox.offer(tag, to(channel), {"n": n}, now).handoffs[0]
+            inbox.take(channel, f"v{n}", now)
+            inbox.put_back(channel, handoff.message, handoff.expires_at, now)
+        elif way == 3:  # a receive that gave up, then a message nobody reads: it expires
+            inbox.take(channel, f"w{n}", now)
+            assert inbox.forget(channel, f"w{n}")
+            inbox.offer(tag, to(channel), {"n": n}, now)
+        else:  # a shared group message, handed to the one member waiting
+            inbox.take(channel, f"w{n}", now)
+            inbox.offer(tag, group("room"), {"n": n}, now)
+        inbox.membership.discard(own, channel)
+        inbox.membership.discard("room", channel)
+        now += 0.01  # so that at most 100 unread messages are in memory at once, below capacity
+    return now
+
+
+def test_an_inbox_holds_nothing_for_channels_that_came_and_went() -> None:
+    inbox: Inbox[str, int] = Inbox(capacity=200, expiry=5)
+    now = _churn(inbox, 3_000, now=0)
+    inbox.expire(now + 6)  # what nobody read has expired
+    assert inbox.channel_count() == 0
+    assert inbox.in_memory == inbox.waiting == inbox.held == 0
+    assert inbox.membership.groups() == []
+    assert set(inbox.bookkeeping().values()) == {0}
+
+
+def test_a_waiting_receiver_handed_a_message_leaves_no_buffer_behind() -> None:
+    inbox: Inbox[str, int] = Inbox(capacity=10, expiry=60)
+    inbox.take("a!1", "w", now=0)
+    inbox.offer(1, to("a!1"), {}, now=0)
+    assert inbox.channel_count() == 0
+    inbox.take("a!2", "w1", now=0)
+    inbox.take("a!2", "w2", now=0)
+    inbox.offer(2, to("a!2"), {}, now=0)
+    assert inbox.channel_count() == 1  # one receiver still waits there
+    inbox.offer(3, to("a!2"), {}, now=0)
+    assert inbox.channel_count() == 0
+
+
+def test_the_expiry_heap_keeps_no_taken_message_until_its_expiry() -> None:
+    inbox: Inbox[str, int] = Inbox(capacity=10_000, expiry=3_600)
+    inbox.offer(0, to("a!old"), {"n": "old"}, now=0)  # one unread message keeps the heap's head in the future
+    for n in range(1, 5_000):
+        inbox.offer(n, to(f"a!{n}"), {"n": n}, now=0)
+        inbox.take_ready(f"a!{n}", now=0)
+    assert inbox.in_memory == 1
+    assert inbox.bookkeeping()["expiry_entries"] <= 2 * inbox.in_memory + EXPIRY_HEAP_SLACK
+
+
+def test_the_membership_age_heap_stays_small_while_an_old_member_stays() -> None:
+    members = GroupMembership()
+    members.add("room", "resident", 0)  # the oldest membership, and it never leaves
+    for n in range(5_000):
+        members.add(f"user-{n}", f"c{n}", n + 1)
+        members.add("room", f"c{n}", n + 1)
+        members.discard(f"user-{n}", f"c{n}")
+        members.discard("room", f"c{n}")
+    assert members.oldest() == 0
+    assert members.age_heap_size() <= 2 * members.group_count + AGE_HEAP_SLACK
