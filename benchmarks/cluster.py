@@ -32,7 +32,7 @@ def main(arguments: list[str]) -> int:
     if root is not None:
         (root / "tmp").mkdir(exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="crt-cluster-", dir=root / "tmp" if root else None))
-    a, b, (port_a, port_b) = start_cluster(base, root=root)
+    (a, b), (port_a, port_b) = start_cluster(base, root=root)
     try:
         environment = {
             **os.environ,

@@ -35,7 +35,7 @@ RABBITMQ_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 # The heartbeat asked for when neither the option nor the URL names one (RabbitMQ would propose 60 s). A node that
 # vanishes (host down, partition) is noticed within 1.75 heartbeats: 17.5 s, not 105 (docs/deployment.md).
 DEFAULT_HEARTBEAT = 10
-NORMAL_QUEUE_TYPES = ("classic", "quorum")
+QUEUE_TYPES = ("classic", "quorum")
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,7 @@ class Settings:
     normal_channel_prefix: str
     wait_for_confirms: bool  # False: send/group_send return once handed to the I/O thread (no ChannelFull)
     normal_queue_type: str  # "classic" or "quorum": the x-queue-type of normal channels' queues
+    queue_type: str  # "classic" or "quorum": the x-queue-type of the process's queue (a leased one)
     group_unbind_delay: float  # seconds a binding outlives its group's last local member (0: unbind at once)
     queue_lease: float  # seconds the process's queue outlives its connection (0: an exclusive queue, gone with it)
 
@@ -86,6 +87,7 @@ class Settings:
         normal_queue_type: str = "classic",
         group_unbind_delay: float = 5.0,
         queue_lease: float = 60.0,
+        queue_type: str = "classic",
         **unknown: Any,
     ) -> Settings:
         if unknown:
@@ -113,10 +115,13 @@ class Settings:
             fernet=_multi_fernet(symmetric_encryption_keys),
             normal_channel_prefix=_check_prefix(normal_channel_prefix),
             wait_for_confirms=_check_bool("wait_for_confirms", wait_for_confirms),
-            normal_queue_type=_check_queue_type(normal_queue_type),
+            normal_queue_type=_check_queue_type("normal_queue_type", normal_queue_type),
+            queue_type=_check_queue_type("queue_type", queue_type),
             group_unbind_delay=_seconds_at_least_zero("group_unbind_delay", group_unbind_delay),
             queue_lease=_seconds_at_least_zero("queue_lease", queue_lease),
         )
+        if settings.queue_type == "quorum" and not settings.queue_lease:
+            raise ValueError("queue_type='quorum' needs a queue_lease above 0: a quorum queue cannot be exclusive")
         return settings
 
     def connection_parameters(self, connection_name: str, attempt: int = 0) -> pika.URLParameters:
@@ -167,10 +172,10 @@ class Settings:
 
         Always bounded (`x-max-length` = `remote_capacity`, `reject-publish`, so a full queue nacks and send() raises
         ChannelFull) and with messages expiring after `expiry`. With a lease it outlives a cut connection: durable
-        (RabbitMQ 4.3 refuses transient queues that are not exclusive) and classic (whatever the vhost's default
-        type), deleted by RabbitMQ once nobody has consumed or declared it for `queue_lease` seconds (consumed
-        without consumer exclusivity: `consumer.py` says why). With `queue_lease=0` it is exclusive: it goes with its
-        connection.
+        (RabbitMQ 4.3 refuses transient queues that are not exclusive), of the type `queue_type` says whatever the
+        vhost's default (classic: on one node; quorum: replicated), deleted by RabbitMQ once nobody has consumed it
+        for `queue_lease` seconds (consumed without consumer exclusivity: `consumer.py` says why). With
+        `queue_lease=0` it is exclusive: it goes with its connection.
         """
         arguments: dict[str, Any] = {
             "x-max-length": self.remote_capacity,
@@ -179,7 +184,7 @@ class Settings:
         }
         if not self.queue_lease:
             return {"exclusive": True, "durable": False, "arguments": arguments}
-        arguments |= {"x-queue-type": "classic", "x-expires": max(1, int(self.queue_lease * 1000))}
+        arguments |= {"x-queue-type": self.queue_type, "x-expires": max(1, int(self.queue_lease * 1000))}
         return {"exclusive": False, "durable": True, "arguments": arguments}
 
     def normal_queue(self, channel: str) -> tuple[str, dict[str, Any]]:
@@ -324,11 +329,11 @@ def _compile_capacities(
     return tuple(compiled)
 
 
-def _check_queue_type(value: object) -> str:
+def _check_queue_type(option: str, value: object) -> str:
     if not isinstance(value, str):
-        raise TypeError(f"normal_queue_type must be a str, not {type(value).__name__}")
-    if value not in NORMAL_QUEUE_TYPES:
-        raise ValueError(f"normal_queue_type must be one of {', '.join(NORMAL_QUEUE_TYPES)}, not {value!r}")
+        raise TypeError(f"{option} must be a str, not {type(value).__name__}")
+    if value not in QUEUE_TYPES:
+        raise ValueError(f"{option} must be one of {', '.join(QUEUE_TYPES)}, not {value!r}")
     return value
 
 

@@ -62,7 +62,8 @@ def launch_chromium(playwright: Any) -> Any:
     return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
 
 
-NODE_FIXTURES = {"tls_node", "amqp_node", "module_amqp_node", "cluster"}  # each starts private RabbitMQ nodes
+# Each starts private RabbitMQ nodes.
+NODE_FIXTURES = {"tls_node", "amqp_node", "module_amqp_node", "cluster", "three_nodes"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

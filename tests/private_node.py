@@ -151,21 +151,24 @@ class PrivateNode:
         raise TimeoutError(f"nothing listens on port {port}")
 
 
-def start_cluster(base: Path, root: Path | None = None) -> tuple[PrivateNode, PrivateNode, list[int]]:
-    """Two private nodes, B joined to A; with `root`, of the RabbitMQ in that root (`base` must lie inside it)."""
-    ports = [free_port(), free_port()]
+def start_cluster(base: Path, root: Path | None = None, size: int = 2) -> tuple[list[PrivateNode], list[int]]:
+    """`size` private nodes joined to the first, and their ports; with `root`, of the RabbitMQ in that root (`base`
+    must lie inside it)."""
+    ports = [free_port() for _ in range(size)]
     home = base / "home"
+    names = "abcdefgh"[:size]
     nodes = [
         PrivateNode(base / name, f"crt_{name}_{os.getpid()}", f"listeners.tcp.default = {port}\n", home=home, root=root)
-        for name, port in zip("ab", ports, strict=True)
+        for name, port in zip(names, ports, strict=True)
     ]
     threads = [threading.Thread(target=node.start) for node in nodes]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    a, b = nodes
-    b.ctl("stop_app")
-    b.ctl("join_cluster", a.nodename)
-    b.ctl("start_app")
-    return a, b, ports
+    first, *others = nodes
+    for node in others:
+        node.ctl("stop_app")
+        node.ctl("join_cluster", first.nodename)
+        node.ctl("start_app")
+    return nodes, ports

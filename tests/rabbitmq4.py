@@ -1,9 +1,14 @@
-"""RabbitMQ 4.0 for the tests: a private root built from Debian 13's packages, and a node started from it.
+"""RabbitMQ 4 for the tests: a private root built from Debian's packages, and a node started from it.
 
     python -m tests.rabbitmq4 pytest -m "broker and not node and not slow"
+    RABBITMQ4_SUITE=trixie python -m tests.rabbitmq4 ...         (RabbitMQ 4.0.5 from Debian 13 instead)
 
-builds, once, a root file system with Debian 13's `rabbitmq-server` (4.0) and Erlang 27 (`mmdebstrap`, from
-Debian's archive, mmdebstrap's default for the suite), cached under ``~/.cache/channels_rabbitmq_threaded/``;
+builds, once, a root file system with `rabbitmq-server` from a Debian suite (`mmdebstrap`, from Debian's archive):
+by default sid's, RabbitMQ 4.3.6 (Khepri only, Erlang 29), the release new deployments run; `trixie` gives 4.0.5
+(Mnesia, Erlang 27). The version is pinned (`PINNED`): a root that holds another is refused, so that what CI tests
+is what the docs name. sid's Release file in the archive is past its date, so the build tells apt not to check
+that, and the root gets an /etc/hosts that names localhost (a 4.3 node dies without one). The root is cached under
+``~/.cache/channels_rabbitmq_threaded/``;
 starts a private node from it on free ports (`private_node.PrivateNode` with a root: chroot, its own /proc, the
 host's network) that refuses what RabbitMQ 4.3 refuses by default (transient non-exclusive queues, global QoS);
 runs the command with ``AMQP_URL`` and ``RABBITMQCTL`` aimed at that node; stops the node; and exits with the
@@ -23,7 +28,8 @@ from pathlib import Path
 
 from .private_node import PrivateNode, free_port
 
-SUITE = "trixie"  # Debian 13: rabbitmq-server 4.0.5, Erlang 27
+PINNED = {"sid": "4.3.6", "trixie": "4.0.5"}  # the RabbitMQ each suite gives (Debian's archive, frozen here)
+SUITE = os.environ.get("RABBITMQ4_SUITE", "sid")
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "channels_rabbitmq_threaded"
 ROOT = CACHE / f"rabbitmq-{SUITE}-root"
 BUILT = ROOT / ".built"  # written last: a root without it is incomplete and is built again
@@ -34,7 +40,7 @@ deprecated_features.permit.global_qos = false
 
 
 class Unavailable(Exception):
-    """RabbitMQ 4.0 cannot be had on this machine; the message says why and what to do."""
+    """RabbitMQ 4 cannot be had on this machine; the message says why and what to do."""
 
 
 def rabbitmq_version(root: Path) -> str:
@@ -57,14 +63,22 @@ def build_root() -> Path:
     shutil.rmtree(building, ignore_errors=True)
     CACHE.mkdir(parents=True, exist_ok=True)
     print(f"rabbitmq4: building a Debian {SUITE} root with rabbitmq-server in {ROOT} (once)", file=sys.stderr)
-    command = ["mmdebstrap", "--variant=apt", "--include=rabbitmq-server", SUITE, str(building)]
+    if SUITE not in PINNED:
+        raise Unavailable(f"RABBITMQ4_SUITE must be one of {sorted(PINNED)}, not {SUITE!r}")
+    command = [
+        "mmdebstrap", "--variant=apt", "--include=rabbitmq-server",
+        "--aptopt=Acquire::Check-Valid-Until \"false\"",
+        "--customize-hook=printf '127.0.0.1 localhost\\n::1 localhost\\n' > \"$1/etc/hosts\"",
+        SUITE, str(building),
+    ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         shutil.rmtree(building, ignore_errors=True)
         raise Unavailable(f"mmdebstrap failed ({result.returncode}):\n{result.stderr[-3000:]}")
     version = rabbitmq_version(building)
-    if not version.startswith("4."):
-        raise Unavailable(f"the root holds rabbitmq-server {version!r}, not 4.x")
+    if version.split("-")[0] != PINNED[SUITE]:
+        shutil.rmtree(building, ignore_errors=True)
+        raise Unavailable(f"Debian {SUITE} gives rabbitmq-server {version!r}, not the pinned {PINNED[SUITE]}")
     (building / BUILT.name).write_text(version + "\n")
     shutil.rmtree(ROOT, ignore_errors=True)
     building.rename(ROOT)
@@ -88,7 +102,7 @@ def main(command: list[str]) -> int:
         root = build_root()
         node = start_node(root)
     except (Unavailable, RuntimeError, OSError) as exc:
-        print(f"rabbitmq4: NO RABBITMQ 4.0 NODE: {exc}", file=sys.stderr)
+        print(f"rabbitmq4: NO RABBITMQ 4 NODE: {exc}", file=sys.stderr)
         return 3
     print(f"rabbitmq4: RabbitMQ {BUILT.read_text().strip()} as {node.nodename} on port {node.port}", file=sys.stderr)
     environment = {

@@ -26,7 +26,7 @@ from .test_queue_loss import receives_again
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PrivateNode, PrivateNode, list[int]]]:
-    a, b, ports = start_cluster(tmp_path_factory.mktemp("cluster"))
+    (a, b), ports = start_cluster(tmp_path_factory.mktemp("cluster"))
     try:
         yield a, b, ports
     finally:

@@ -119,6 +119,18 @@ def test_heartbeat_option_overrides_the_url() -> None:
     assert Settings.from_options(host="amqp://h/?heartbeat=60").connection_parameters("n").heartbeat == 60
 
 
+def test_the_process_queue_type() -> None:
+    assert Settings.from_options().process_queue()["arguments"]["x-queue-type"] == "classic"
+    quorum = Settings.from_options(queue_type="quorum").process_queue()
+    assert quorum["durable"] and not quorum["exclusive"] and quorum["arguments"]["x-queue-type"] == "quorum"
+    with pytest.raises(ValueError, match="quorum queue cannot be exclusive"):
+        Settings.from_options(queue_type="quorum", queue_lease=0)
+    with pytest.raises(ValueError, match="queue_type must be one of classic, quorum"):
+        Settings.from_options(queue_type="stream")
+    with pytest.raises(TypeError, match="queue_type must be a str"):
+        Settings.from_options(queue_type=1)
+
+
 def test_without_a_heartbeat_in_the_options_or_the_url_the_layer_asks_for_ten_seconds() -> None:
     assert Settings.from_options(host="amqp://h/").connection_parameters("n").heartbeat == DEFAULT_HEARTBEAT == 10
     assert Settings.from_options(host="amqp://h/?heartbeat=0").connection_parameters("n").heartbeat == 0

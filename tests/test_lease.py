@@ -9,7 +9,9 @@ import sys
 import textwrap
 import time
 
+import pytest
 from asgiref.sync import async_to_sync
+from channels.exceptions import ChannelFull
 
 from .conftest import HOST, ROOT, TEST_EXCHANGE, broker_ctl
 from .test_process_life import queue_exists
@@ -62,3 +64,23 @@ def test_rabbitmq_deletes_the_queue_of_a_dead_process_after_its_lease() -> None:
         if not queue_exists(queue):
             break
     assert not queue_exists(queue)
+
+
+def test_a_quorum_process_queue_carries_messages_groups_and_channel_full(make_layer) -> None:
+    layer = make_layer(queue_type="quorum", local_capacity=1, remote_capacity=2, prefetch_count=1)
+    channel = async_to_sync(layer.new_channel)()
+    listing = queue_arguments(layer.queue_name)
+    assert (
+        listing.split("\t")[1:3] == ["true", ""] and "quorum" in listing and "x-expires" in listing
+    )  # durable, not exclusive
+    async_to_sync(layer.group_add)("quorum-room", channel)
+    async_to_sync(layer.group_send)("quorum-room", {"type": "to the room"})
+    assert async_to_sync(layer.receive)(channel) == {"type": "to the room"}
+    accepted = 0
+    with pytest.raises(ChannelFull):  # nobody reads: one in memory, one held, then the queue's limit (one past it)
+        for n in range(20):
+            async_to_sync(layer.send)(channel, {"type": "n", "n": n})
+            accepted += 1
+    assert [async_to_sync(layer.receive)(channel)["n"] for _ in range(accepted)] == list(range(accepted))
+    async_to_sync(layer.close)()
+    assert not queue_exists(layer.queue_name)
