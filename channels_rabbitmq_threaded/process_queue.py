@@ -67,6 +67,7 @@ class ProcessQueue:
     def declared(self, frame: Any) -> None:
         """The queue's `DeclareOk`: its depth is the last count the process has of it."""
         self.depth = getattr(frame.method, "message_count", 0) or 0
+        self._counted = ""  # a queue declared anew: its next loss is a loss of its own
 
     def lost(self, reason: str, unacknowledged: int) -> None:
         """The queue is gone (deleted, or its node is down); the reconnect that follows declares it again."""
