@@ -1,8 +1,8 @@
 """How long a process is deaf after its queue is lost: deleted, its node's app stopped, its node's VM killed -9.
 
-    python benchmarks/node_loss.py [--rabbitmq4] [--groups 100] [--rounds 3]
+    python benchmarks/node_loss.py [--rabbitmq4] [--groups 100] [--rounds 3] [--nodes 3]
 
-Starts a private two-node cluster (3.10 from this machine; with --rabbitmq4, 4.3 from the cached root), a member
+Starts a private cluster (3.10 from this machine; with --rabbitmq4, 4.3 from the cached root), a member
 layer with the default settings joined to `--groups` groups, and a prober on the other node that sends the member
 a numbered message every 20 ms. For each failure mode, on the node that holds the member's queue, it measures the
 time from the fault to the first message the member receives that was sent after it: the deaf time, every group
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import functools
+import logging
 import shutil
 import statistics
 import sys
@@ -25,6 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from channels.exceptions import ChannelFull
 
 from channels_rabbitmq_threaded import RabbitmqChannelLayer, RabbitmqLayerError
 from tests.private_node import PrivateNode, start_cluster
@@ -37,6 +39,8 @@ async def deaf_time(member: RabbitmqChannelLayer, prober: RabbitmqChannelLayer, 
                     fault: Callable[[], object]) -> float:  # fmt: skip
     """Seconds from `fault` until the member receives a probe sent after it."""
     sent_at: dict[int, float] = {}
+    refused: list[int] = []
+    failed: list[int] = []
     stop = asyncio.Event()
 
     async def probe() -> None:
@@ -44,8 +48,12 @@ async def deaf_time(member: RabbitmqChannelLayer, prober: RabbitmqChannelLayer, 
         while not stop.is_set():
             n += 1
             sent_at[n] = time.monotonic()
-            with contextlib.suppress(RabbitmqLayerError):
+            try:
                 await prober.send(channel, {"type": "probe", "n": n})
+            except RabbitmqLayerError:
+                failed.append(n)
+            except ChannelFull:  # a nack: RabbitMQ may refuse what was on its way to a queue that stopped
+                refused.append(n)
             await asyncio.sleep(PROBE_EVERY)
 
     probing = asyncio.ensure_future(probe())
@@ -56,7 +64,9 @@ async def deaf_time(member: RabbitmqChannelLayer, prober: RabbitmqChannelLayer, 
         while True:
             message = await asyncio.wait_for(member.receive(channel), 120)
             if sent_at.get(message.get("n", 0), 0.0) > faulted:
-                return time.monotonic() - faulted
+                deaf = time.monotonic() - faulted
+                print(f"   {len(refused)} probe(s) refused (ChannelFull), {len(failed)} failed")
+                return deaf
     finally:
         stop.set()
         await probing
@@ -67,10 +77,15 @@ async def deaf_time(member: RabbitmqChannelLayer, prober: RabbitmqChannelLayer, 
                 break
 
 
-def node_of(member: RabbitmqChannelLayer, nodes: list[PrivateNode], ports: list[int]) -> PrivateNode:
-    """The node the member's consumer is connected to, which declared its queue."""
-    url = member.stats().consumer.url
-    return next(node for node, port in zip(nodes, ports, strict=True) if f":{port}/" in url)
+def node_of(queue: str, nodes: list[PrivateNode]) -> PrivateNode:
+    """The node that holds `queue` (a classic queue's process runs there), from the broker's own listing."""
+    for node in nodes:
+        if node.process is None:
+            continue
+        listing = node.ctl("list_queues", "-q", "name", "pid")
+        pids = dict(line.split("\t") for line in listing.splitlines() if "\t" in line)
+        return next(candidate for candidate in nodes if f"<{candidate.nodename}." in pids[queue])
+    raise RuntimeError("no node is up")
 
 
 async def run(args: argparse.Namespace, nodes: list[PrivateNode], ports: list[int]) -> None:
@@ -83,8 +98,8 @@ async def run(args: argparse.Namespace, nodes: list[PrivateNode], ports: list[in
     results: dict[str, list[float]] = {}
     for round_ in range(args.rounds):
         for mode in ("delete", "stop_app", "kill -9"):
-            victim = node_of(member, nodes, ports)
             queue = member.stats().queue
+            victim = await asyncio.to_thread(node_of, queue, nodes)
             faults: dict[str, Callable[[], object]] = {
                 "delete": functools.partial(victim.ctl, "delete_queue", queue),
                 "stop_app": functools.partial(victim.ctl, "stop_app"),
@@ -101,6 +116,9 @@ async def run(args: argparse.Namespace, nodes: list[PrivateNode], ports: list[in
                 if not member.stats().bookkeeping.get("queues_left_behind"):
                     break
                 await asyncio.sleep(0.5)
+            await asyncio.sleep(2)
+            listing = await asyncio.to_thread(nodes[0].ctl, "list_queues", "-q", "name", "messages")
+            print("   queues of the member now:", [line for line in listing.splitlines() if member.queue_name in line])
     for mode, times in results.items():
         print(f"{mode:9s} median {statistics.median(times):6.2f} s, max {max(times):6.2f} s over {len(times)} rounds")
     stats = member.stats()
@@ -114,12 +132,16 @@ def main() -> None:
     parser.add_argument("--rabbitmq4", action="store_true")
     parser.add_argument("--groups", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--nodes", type=int, default=3, help="cluster size (Khepri needs a majority left: 3 or more)")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("channels_rabbitmq_threaded.process_queue").setLevel(logging.INFO)
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
     root = build_root() if args.rabbitmq4 else None
     if root is not None:
         (root / "tmp").mkdir(exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="crt-node-loss-", dir=root / "tmp" if root else None))
-    nodes, ports = start_cluster(base, root=root)
+    nodes, ports = start_cluster(base, root=root, size=args.nodes)
     try:
         asyncio.run(run(args, nodes, ports))
     finally:

@@ -71,7 +71,7 @@ from .envelope import FLUSH_GROUP, MalformedBody, Recipient, decode
 from .inflight import Waiting
 from .ledgers import DropLog, PendingAcks
 from .link import Link, guarded
-from .process_queue import ProcessQueue, home_node_down
+from .process_queue import ProcessQueue, queue_unavailable
 from .requests import Flush, GroupAdd, Request
 from .routing import DropReason
 
@@ -142,6 +142,7 @@ class ConsumerSide:
         self._purges_in_flight = 0
         self.normal.clear()
         self.window.connection_ended()
+        self.queue.stop_waiting()
         self._unacknowledged_at_loss = len(self._acks)  # requeued into the queue: lost with it if it is lost
         self._acks.reset()  # the broker requeues what the ended channel had not seen acknowledged
 
@@ -186,6 +187,7 @@ class ConsumerSide:
         self.link.channel.queue_declare(
             queue=self.queue.name, callback=self.link.step(self._on_queue_declared), **self.settings.process_queue()
         )
+        self.queue.declaring(self.settings.connect_timeout, self.link.step(self._on_declare_too_slow))
 
     @guarded
     def _on_queue_declared(self, frame: Any) -> None:
@@ -277,9 +279,17 @@ class ConsumerSide:
         self.link.reconnect(reason)
 
     @guarded
+    def _on_declare_too_slow(self) -> None:
+        """No answer to the queue's declare within `connect_timeout`: out of reach (`process_queue.py` says why)."""
+        self.queue.move(unacknowledged=self._unacknowledged_at_loss)
+        self.bindings.queue_moved()
+        self.link.reconnect("the process's queue did not answer its declare", abort=True)
+
+    @guarded
     def _on_channel_closed(self, _channel: Any, reason: BaseException) -> None:
-        """The main channel closed: if RabbitMQ said the queue's node is down, the next connection moves."""
-        if home_node_down(reason, self.queue.name):
+        """The main channel closed: if RabbitMQ said the queue is out of reach (its node down), the next connection
+        moves."""
+        if queue_unavailable(reason, self.queue.name):
             self.queue.move(unacknowledged=self._unacknowledged_at_loss)
             self.bindings.queue_moved()
 

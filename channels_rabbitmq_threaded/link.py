@@ -51,6 +51,7 @@ from pika.exceptions import (
     AMQPHeartbeatTimeout,
     ProbableAccessDeniedError,
     ProbableAuthenticationError,
+    StreamLostError,
 )
 
 from .config import Settings
@@ -437,11 +438,20 @@ class Link:
         )
         connection.close()
 
-    def reconnect(self, reason: str) -> None:
+    def reconnect(self, reason: str, abort: bool = False) -> None:
         """Close the current connection: the owner found its state gone at the broker (its queue deleted, say).
-        The link reconnects as after a loss, and the owner's setup declares everything again."""
+        The link reconnects as after a loss, and the owner's setup declares everything again.
+
+        With `abort`, the TCP stream is dropped without the AMQP close handshake: RabbitMQ answers a close only
+        once the connection's channels have ended, and a channel stuck in an RPC that the broker answers late (a
+        declare of a queue whose node was killed: 64 s on 4.3) would hold the reconnect that long. pika has no
+        public abort: its stream termination is what a lost connection goes through."""
         connection = self.connection
-        if self.state in (CONNECTING, READY) and connection is not None and connection.is_open:
+        if self.state not in (CONNECTING, READY) or connection is None or not connection.is_open:
+            return
+        if abort:
+            connection._terminate_stream(StreamLostError(reason))  # type: ignore[attr-defined]
+        else:
             connection.close(reply_text=reason[:200])
 
     def _lost(self, reason: str, cause: str, event: str) -> None:

@@ -11,10 +11,16 @@ A queue can be lost while the process lives:
 
 * **deleted** (an operator, a policy, a tool): RabbitMQ cancels the process's consumer. The consumer link
   reconnects, and its setup declares the queue again under the same name and binds it again (`lost`);
-* **its node is down** (a classic queue lives on one node): its declare or consume is refused with a 404 that says
-  the queue's home node is down or inaccessible, and no other node can declare, delete or unbind it until that node
-  returns. The process *moves* (`move`): its next setup declares `<address>.<n>` on whichever node it reached, binds
-  it to the address and to every local group, and consumes it.
+* **its node is down** (a classic queue lives on one node): its declare or consume is refused with a 404 that names
+  it and says it is out of reach (`queue_unavailable`: the words differ between RabbitMQ 3.x and 4.x), and no other
+  node can declare, delete or unbind it until that node returns. The process *moves* (`move`): its next setup
+  declares `<address>.<n>` on whichever node it reached, binds it to the address and to every local group, and
+  consumes it.
+
+A declare of a queue out of reach is not always refused at once: RabbitMQ 4.3 answers it after about 64 s
+("due to timeout"), although the cluster knows within a second that the queue's node is gone. The process does not
+wait that long: a declare that has no answer after `connect_timeout` (`declaring`), on a connection that has just
+answered the exchange declares before it, is taken as that refusal, and the process moves.
 
 What sat in a lost queue is lost with it: `lost_messages` counts it, from the queue's depth at its latest declare
 (the last count the process has) and the deliveries it held unacknowledged when the loss was found.
@@ -33,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from .link import guarded
@@ -43,10 +50,23 @@ LEFT_BEHIND_RETRY = 2.0  # seconds between attempts to delete the queues left on
 LEFT_BEHIND_KEPT = 16
 
 
-def home_node_down(reason: BaseException, queue: str) -> bool:
-    """True when `reason` (a channel closed by the broker) says that `queue`'s home node is down or unreachable."""
-    text = str(getattr(reason, "reply_text", ""))
-    return getattr(reason, "reply_code", None) == 404 and f"queue '{queue}'" in text and "down or inaccessible" in text
+def queue_unavailable(reason: BaseException, queue: str) -> bool:
+    """True when `reason` (a channel closed by the broker) says that `queue` exists and cannot be used: its node is
+    down ("home node … is down or inaccessible" on 3.x; "process is stopped by supervisor", "failed to perform
+    operation on queue … due to timeout" on 4.x). A declare creates a queue that does not exist, so a 404 that
+    names the queue and is not "no queue" means it is there, out of reach."""
+    return (
+        getattr(reason, "reply_code", None) == 404
+        and f"queue '{queue}'" in str(getattr(reason, "reply_text", ""))
+        and not queue_missing(reason, queue)
+    )
+
+
+def queue_missing(reason: BaseException, queue: str) -> bool:
+    """True when `reason` says that `queue` does not exist (deleted, or its lease ran out)."""
+    return getattr(reason, "reply_code", None) == 404 and f"no queue '{queue}'" in str(
+        getattr(reason, "reply_text", "")
+    )
 
 
 class ProcessQueue:
@@ -63,9 +83,26 @@ class ProcessQueue:
         self._left_behind: list[str] = []  # queues on nodes that were down, to delete once they are back
         self._timer: Any = None
         self._counted = ""  # the queue whose loss was counted last (a cancel, then a 404 on the same queue: once)
+        self._declare_timer: Any = None
+
+    def declaring(self, timeout: float, too_slow: Callable[[], None]) -> None:
+        """The queue's declare went out: call `too_slow` if it has no answer within `timeout` seconds."""
+        self.stop_waiting()
+        self._declare_timer = self._ioloop.call_later(timeout, functools.partial(self._too_slow, too_slow))
+
+    def _too_slow(self, too_slow: Callable[[], None]) -> None:
+        self._declare_timer = None
+        too_slow()
+
+    def stop_waiting(self) -> None:
+        """The declare was answered, or its connection is gone."""
+        if self._declare_timer is not None:
+            self._ioloop.remove_timeout(self._declare_timer)
+            self._declare_timer = None
 
     def declared(self, frame: Any) -> None:
         """The queue's `DeclareOk`: its depth is the last count the process has of it."""
+        self.stop_waiting()
         self.depth = getattr(frame.method, "message_count", 0) or 0
         self._counted = ""  # a queue declared anew: its next loss is a loss of its own
 
@@ -121,6 +158,7 @@ class ProcessQueue:
         return list(self._left_behind)
 
     def stop(self) -> None:
+        self.stop_waiting()
         if self._timer is not None:
             self._ioloop.remove_timeout(self._timer)
             self._timer = None
@@ -138,7 +176,7 @@ class ProcessQueue:
 
     @guarded
     def _refused(self, queue: str, _channel: Any, reason: BaseException) -> None:
-        if getattr(reason, "reply_code", None) == 404 and not home_node_down(reason, queue):
+        if queue_missing(reason, queue):
             self._forget(queue, "gone already")  # its lease ran out, or someone deleted it
         # else: its node is still down (or the connection closed): tried again later
 

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from channels_rabbitmq_threaded.process_queue import LEFT_BEHIND_KEPT, ProcessQueue, home_node_down
+from channels_rabbitmq_threaded.process_queue import LEFT_BEHIND_KEPT, ProcessQueue, queue_missing, queue_unavailable
 
 pytestmark = pytest.mark.unit
 
@@ -44,9 +44,58 @@ def test_only_so_many_queues_left_behind_are_kept() -> None:
     assert queue.left_behind[-1] == f"channels_abc.{LEFT_BEHIND_KEPT + 4}"  # the newest kept, the oldest let go
 
 
-def test_home_node_down_is_read_from_the_refusal_of_this_queue_only() -> None:
-    text = "NOT_FOUND - home node 'a@h' of durable queue 'channels_abc' in vhost '/' is down or inaccessible"
-    assert home_node_down(refusal(404, text), "channels_abc")
-    assert not home_node_down(refusal(404, text), "channels_xyz")
-    assert not home_node_down(refusal(404, "NOT_FOUND - no queue 'channels_abc' in vhost '/'"), "channels_abc")
-    assert not home_node_down(refusal(405, text), "channels_abc")
+@pytest.mark.parametrize(
+    "text",
+    [
+        "NOT_FOUND - home node 'a@h' of durable queue 'channels_abc' in vhost '/' is down or inaccessible",  # 3.x
+        "NOT_FOUND - queue 'channels_abc' in vhost '/' process is stopped by supervisor",  # 4.3, a node stopping
+        "NOT_FOUND - failed to perform operation on queue 'channels_abc' in vhost '/' due to timeout",  # 4.3, dead
+    ],
+)
+def test_a_queue_out_of_reach_is_read_from_the_refusal_of_this_queue_only(text: str) -> None:
+    assert queue_unavailable(refusal(404, text), "channels_abc") and not queue_missing(
+        refusal(404, text), "channels_abc"
+    )
+    assert not queue_unavailable(refusal(404, text), "channels_xyz")
+    assert not queue_unavailable(refusal(405, text), "channels_abc")
+
+
+def test_a_missing_queue_is_not_out_of_reach() -> None:
+    missing = refusal(404, "NOT_FOUND - no queue 'channels_abc' in vhost '/'")
+    assert queue_missing(missing, "channels_abc") and not queue_unavailable(missing, "channels_abc")
+
+
+class Timers:
+    """The two calls of pika's IOLoop that `ProcessQueue` uses; `fire` runs the timers still armed."""
+
+    def __init__(self) -> None:
+        self.armed: dict[int, object] = {}
+
+    def call_later(self, _delay: float, callback: object) -> int:
+        handle = len(self.armed) + 1
+        self.armed[handle] = callback
+        return handle
+
+    def remove_timeout(self, handle: int) -> None:
+        self.armed.pop(handle)
+
+    def fire(self) -> None:
+        armed, self.armed = self.armed, {}
+        for callback in armed.values():
+            callback()  # type: ignore[operator]
+
+
+def test_a_declare_with_no_answer_in_time_is_reported_and_an_answered_one_is_not() -> None:
+    timers, too_slow = Timers(), []
+    queue = ProcessQueue("channels_abc", ioloop=timers)
+    queue.declaring(10, lambda: too_slow.append(queue.name))
+    queue.declared(declare_ok(0))
+    timers.fire()
+    assert too_slow == []
+    queue.declaring(10, lambda: too_slow.append(queue.name))
+    timers.fire()
+    assert too_slow == ["channels_abc"]
+    queue.declaring(10, lambda: too_slow.append("after a cut"))
+    queue.stop_waiting()  # the connection went first
+    timers.fire()
+    assert too_slow == ["channels_abc"]
