@@ -22,6 +22,8 @@ import pika
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from channels.exceptions import ChannelFull
+
 from channels_rabbitmq_threaded import RabbitmqChannelLayer
 from channels_rabbitmq_threaded.config import Settings
 from tests.private_node import PrivateNode, start_cluster
@@ -55,28 +57,45 @@ def delete_many(url: str, queue_type: str, count: int) -> None:
     connection.close()
 
 
-async def throughput(urls: list[str], queue_type: str, messages: int) -> float:
-    """Messages per second from one sending layer to one receiving layer of `queue_type`, all received."""
-    receiver = RabbitmqChannelLayer(host=urls, queue_type=queue_type, local_capacity=1000, remote_capacity=1000)
+async def throughput(urls: list[str], queue_type: str, messages: int) -> tuple[float, int]:
+    """Messages per second from one sending layer to one receiving layer of `queue_type` (every confirmed one
+    received), and how many sends were refused with ChannelFull although the receiver kept up."""
+    receiver = RabbitmqChannelLayer(
+        host=urls, queue_type=queue_type, local_capacity=1000, remote_capacity=1000, capacity=messages
+    )
     sender = RabbitmqChannelLayer(host=urls[1:] + urls[:1])
     channel = await receiver.new_channel()
     await sender.send(channel, {"type": "warm"})
     await receiver.receive(channel)
     started = time.perf_counter()
 
+    refused = 0
+
     async def send(worker: int) -> None:
+        nonlocal refused
         for n in range(worker, messages, IN_FLIGHT):
-            await sender.send(channel, {"type": "n", "n": n})
+            try:
+                await sender.send(channel, {"type": "n", "n": n})
+            except ChannelFull:
+                refused += 1
 
     async def receive() -> None:
-        for _ in range(messages):
-            await receiver.receive(channel)
+        while (await receiver.receive(channel))["type"] != "last":  # sent after every other send was answered
+            pass
 
-    await asyncio.gather(receive(), *(send(worker) for worker in range(IN_FLIGHT)))
+    receiving = asyncio.ensure_future(receive())
+    await asyncio.gather(*(send(worker) for worker in range(IN_FLIGHT)))
+    for _ in range(100):  # the end marker, once the queue takes it
+        try:
+            await sender.send(channel, {"type": "last"})
+            break
+        except ChannelFull:
+            await asyncio.sleep(0.05)
+    await receiving
     rate = messages / (time.perf_counter() - started)
     await sender.close()
     await receiver.close()
-    return rate
+    return rate, refused
 
 
 def main() -> None:
@@ -98,10 +117,11 @@ def main() -> None:
             time.sleep(2)  # let the replicas settle before reading memory
             per_queue = (broker_memory(nodes) - before) / args.queues
             delete_many(urls[0], queue_type, args.queues)
-            rate = asyncio.run(throughput(urls, queue_type, args.messages))
+            rate, refused = asyncio.run(throughput(urls, queue_type, args.messages))
             print(
                 f"{queue_type:8s} declare {1000 * seconds / args.queues:6.2f} ms/queue, "
-                f"broker memory {per_queue / 1024:7.1f} KB/queue (3 nodes), send+receive {rate:7.0f} msg/s"
+                f"broker memory {per_queue / 1024:7.1f} KB/queue (3 nodes), send+receive {rate:7.0f} msg/s, "
+                f"{refused} of {args.messages} sends refused (ChannelFull, remote_capacity 1000)"
             )
     finally:
         for node in reversed(nodes):
