@@ -1,4 +1,4 @@
-"""Run a benchmark against a private two-node cluster (3.10 from this machine, or 4.0 from the cached root).
+"""Run a benchmark against a private two-node cluster (3.10 from this machine, or 4.3 from the cached root).
 
     python benchmarks/cluster.py [--rabbitmq4] COMMAND...
 
@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.private_node import start_cluster
+from tests.private_node import private_cluster
 from tests.rabbitmq4 import build_root
 
 
@@ -29,11 +27,7 @@ def main(arguments: list[str]) -> int:
     if not command:
         print(__doc__, file=sys.stderr)
         return 2
-    if root is not None:
-        (root / "tmp").mkdir(exist_ok=True)
-    base = Path(tempfile.mkdtemp(prefix="crt-cluster-", dir=root / "tmp" if root else None))
-    (a, b), (port_a, port_b) = start_cluster(base, root=root)
-    try:
+    with private_cluster(2, root=root) as ((a, b), (port_a, port_b)):
         environment = {
             **os.environ,
             "AMQP_URL": f"amqp://guest:guest@127.0.0.1:{port_a}/%2F",
@@ -42,10 +36,6 @@ def main(arguments: list[str]) -> int:
         }
         print(f"cluster: {a.nodename} on {port_a}, {b.nodename} on {port_b}", file=sys.stderr)
         return subprocess.run(command, env=environment, check=False).returncode
-    finally:
-        b.stop()
-        a.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,8 @@ import argparse
 import asyncio
 import functools
 import logging
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from channels.exceptions import ChannelFull
 
 from channels_rabbitmq_threaded import RabbitmqChannelLayer, RabbitmqLayerError
-from tests.private_node import PrivateNode, start_cluster
+from tests.private_node import PrivateNode, private_cluster
 from tests.rabbitmq4 import build_root
 
 PROBE_EVERY = 0.02
@@ -137,17 +135,8 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("channels_rabbitmq_threaded.process_queue").setLevel(logging.INFO)
     logging.getLogger("pika").setLevel(logging.CRITICAL)
-    root = build_root() if args.rabbitmq4 else None
-    if root is not None:
-        (root / "tmp").mkdir(exist_ok=True)
-    base = Path(tempfile.mkdtemp(prefix="crt-node-loss-", dir=root / "tmp" if root else None))
-    nodes, ports = start_cluster(base, root=root, size=args.nodes)
-    try:
+    with private_cluster(args.nodes, root=build_root() if args.rabbitmq4 else None) as (nodes, ports):
         asyncio.run(run(args, nodes, ports))
-    finally:
-        for node in reversed(nodes):
-            node.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

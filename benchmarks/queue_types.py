@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,7 +24,7 @@ from channels.exceptions import ChannelFull
 
 from channels_rabbitmq_threaded import RabbitmqChannelLayer
 from channels_rabbitmq_threaded.config import Settings
-from tests.private_node import PrivateNode, start_cluster
+from tests.private_node import PrivateNode, private_cluster
 from tests.rabbitmq4 import build_root
 
 IN_FLIGHT = 50
@@ -104,13 +102,8 @@ def main() -> None:
     parser.add_argument("--queues", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=5000)
     args = parser.parse_args()
-    root = build_root() if args.rabbitmq4 else None
-    if root is not None:
-        (root / "tmp").mkdir(exist_ok=True)
-    base = Path(tempfile.mkdtemp(prefix="crt-queue-types-", dir=root / "tmp" if root else None))
-    nodes, ports = start_cluster(base, root=root, size=3)
-    urls = [f"amqp://guest:guest@127.0.0.1:{port}/%2F" for port in ports]
-    try:
+    with private_cluster(3, root=build_root() if args.rabbitmq4 else None) as (nodes, ports):
+        urls = [f"amqp://guest:guest@127.0.0.1:{port}/%2F" for port in ports]
         for queue_type in ("classic", "quorum"):
             before = broker_memory(nodes)
             seconds = declare_many(urls[0], queue_type, args.queues)
@@ -123,10 +116,6 @@ def main() -> None:
                 f"broker memory {per_queue / 1024:7.1f} KB/queue (3 nodes), send+receive {rate:7.0f} msg/s, "
                 f"{refused} of {args.messages} sends refused (ChannelFull, remote_capacity 1000)"
             )
-    finally:
-        for node in reversed(nodes):
-            node.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

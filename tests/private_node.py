@@ -11,14 +11,17 @@ the machine's epmd, with the host.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
@@ -172,3 +175,19 @@ def start_cluster(base: Path, root: Path | None = None, size: int = 2) -> tuple[
         node.ctl("join_cluster", first.nodename)
         node.ctl("start_app")
     return nodes, ports
+
+
+@contextlib.contextmanager
+def private_cluster(size: int, root: Path | None = None) -> Iterator[tuple[list[PrivateNode], list[int]]]:
+    """`start_cluster` in a temporary folder (inside `root`, the RabbitMQ to run, if given); the nodes are stopped
+    and the folder removed afterwards."""
+    if root is not None:
+        (root / "tmp").mkdir(exist_ok=True)
+    base = Path(tempfile.mkdtemp(prefix="crt-cluster-", dir=root / "tmp" if root else None))
+    nodes, ports = start_cluster(base, root=root, size=size)
+    try:
+        yield nodes, ports
+    finally:
+        for node in reversed(nodes):
+            node.stop()
+        shutil.rmtree(base, ignore_errors=True)
