@@ -28,11 +28,12 @@ async def test_foreign_bodies_are_logged_dropped_and_consumption_goes_on(layer, 
         b"\xc1" * 8_000_000,  # huge
     ]
 
-    def publish_garbage() -> None:  # another client publishing straight to our queue
+    def publish_garbage() -> None:  # another client publishing straight to our queue, in order (one channel)
         connection = pika.BlockingConnection(pika.URLParameters(HOST))
         try:
+            publisher = connection.channel()
             for body in garbage:
-                connection.channel().basic_publish("", layer.queue_name, body)
+                publisher.basic_publish("", layer.queue_name, body)
         finally:
             connection.close()
 
