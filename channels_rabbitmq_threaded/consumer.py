@@ -6,7 +6,7 @@ Theory of operation
 deliveries, acks, binds and unbinds. It opens on first need (`Link.start`): a process that only sends never
 declares a queue. Its setup, one RPC per step, each answer wrapped by `Link.step`:
 
-1. `setup`: open the further bind channels -> `_declare_exchange`: `exchange.declare` of the groups exchange
+1. `setup`: open the further bind channels -> `_declare_groups_exchange`: `exchange.declare` of the groups exchange
    (direct) -> `_on_exchange_declared`;
 2. `exchange.declare` of the control exchange (fanout, for `flush()`) -> `_on_control_exchange_declared`;
 3. `exchange.declare` of the direct exchange (sends to process-specific channels) -> `_on_direct_exchange_declared`;
@@ -60,17 +60,18 @@ import logging
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable, Sized
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import pika.spec
+from pika.exchange_type import ExchangeType
 
 from .config import Settings, is_process_specific
 from .dedup import DeliveryWindow
 from .envelope import FLUSH_GROUP, MalformedBody, Recipient, decode
 from .inflight import Waiting
 from .ledgers import DropLog, PendingAcks
-from .link import Link, guarded
+from .link import Link, declare_exchange, guarded
 from .process_queue import ProcessQueue, queue_unavailable
 from .requests import Flush, GroupAdd, Request
 from .routing import DropReason
@@ -78,8 +79,6 @@ from .routing import DropReason
 logger = logging.getLogger(__name__)
 
 BIND_CHANNELS = 4  # channels of the consumer connection that binds and unbinds are spread over
-# What `ConsumerSide.bookkeeping` counts besides the bindings': each structure it keeps by channel or delivery.
-KEPT = ("normal_consumers", "unacknowledged_deliveries")
 
 
 class ConsumerHub(Protocol):
@@ -133,8 +132,12 @@ class ConsumerSide:
         self.link.inflight.on_end(self._reset)
 
     def bookkeeping(self) -> dict[str, int]:
-        kept: tuple[Sized, ...] = (self.normal, self._acks)
-        return {**self.bindings.bookkeeping(), **dict(zip(KEPT, map(len, kept), strict=True))}
+        """The entries of each structure this side keeps by group, channel or delivery."""
+        return {
+            **self.bindings.bookkeeping(),
+            "normal_consumers": len(self.normal),
+            "unacknowledged_deliveries": len(self._acks),
+        }
 
     def _reset(self) -> None:
         """The connection ended: its binds, purges and consumers are gone with it (their requests are answered)."""
@@ -153,32 +156,24 @@ class ConsumerSide:
         self._ready = done
         channel.add_on_cancel_callback(self._on_cancelled)
         channel.add_on_close_callback(self._on_channel_closed)
-        self.link.open_more_channels(BIND_CHANNELS - 1, self._declare_exchange)
+        self.link.open_more_channels(BIND_CHANNELS - 1, self._declare_groups_exchange)
 
     @guarded
-    def _declare_exchange(self) -> None:
-        self.link.channel.exchange_declare(
-            exchange=self.settings.groups_exchange,
-            exchange_type="direct",
-            callback=self.link.step(self._on_exchange_declared),
-        )
+    def _declare_groups_exchange(self) -> None:
+        declare_exchange(self.link, self.settings.groups_exchange, ExchangeType.direct, self._on_exchange_declared)
 
     @guarded
     def _on_exchange_declared(self, _frame: Any) -> None:
         """Step 2: declare the control exchange, which carries flush() to every process."""
-        self.link.channel.exchange_declare(
-            exchange=self.settings.control_exchange,
-            exchange_type="fanout",
-            callback=self.link.step(self._on_control_exchange_declared),
+        declare_exchange(
+            self.link, self.settings.control_exchange, ExchangeType.fanout, self._on_control_exchange_declared
         )
 
     @guarded
     def _on_control_exchange_declared(self, _frame: Any) -> None:
         """Step 3: declare the direct exchange, which carries sends to process-specific channels by address."""
-        self.link.channel.exchange_declare(
-            exchange=self.settings.direct_exchange,
-            exchange_type="direct",
-            callback=self.link.step(self._on_direct_exchange_declared),
+        declare_exchange(
+            self.link, self.settings.direct_exchange, ExchangeType.direct, self._on_direct_exchange_declared
         )
 
     @guarded

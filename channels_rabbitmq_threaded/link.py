@@ -81,6 +81,12 @@ IDLE, CONNECTING, READY, WAITING = LinkState.IDLE, LinkState.CONNECTING, LinkSta
 STOPPING, STOPPED = LinkState.STOPPING, LinkState.STOPPED
 
 
+def declare_exchange(link: Link, name: str, kind: str, then: Callable[[Any], None]) -> None:
+    """A setup step: `exchange.declare` of `name` (`kind`: a pika `ExchangeType`) on `link`'s channel; the
+    `DeclareOk` goes to `then`, through `Link.step`."""
+    link.channel.exchange_declare(exchange=name, exchange_type=kind, callback=link.step(then))
+
+
 def guarded(method: F) -> F:
     """Wrap a callback given to pika: log any exception instead of letting it end the loop or the connection."""
 

@@ -29,18 +29,20 @@ for at most `connect_timeout` (`stop_when_settled`). Everything here runs on the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import pika.spec
+from pika.exchange_type import ExchangeType
 
 from .config import Settings
 from .dedup import MessageIds
 from .errors import ConfirmLost
 from .inflight import Waiting
 from .ledgers import DropLog, PendingConfirms, UnwaitedPublishes
-from .link import STOPPED, STOPPING, Link, guarded
+from .link import STOPPED, STOPPING, Link, declare_exchange, guarded
 from .names import RecentNames
 from .requests import Publish, Request
 from .routing import DropReason
@@ -111,19 +113,13 @@ class PublisherSide:
     def _on_confirm_mode(self, _frame: Any) -> None:
         """Step 2: declare the groups exchange (group_send to a group nobody joined yet must not fail)."""
         self._confirms.reset()
-        self.link.channel.exchange_declare(
-            exchange=self.settings.groups_exchange,
-            exchange_type="direct",
-            callback=self.link.step(self._on_exchange_declared),
-        )
+        declare_exchange(self.link, self.settings.groups_exchange, ExchangeType.direct, self._on_exchange_declared)
 
     @guarded
     def _on_exchange_declared(self, _frame: Any) -> None:
         """Step 3: declare the direct exchange (a send before any process bound its address must not fail)."""
-        self.link.channel.exchange_declare(
-            exchange=self.settings.direct_exchange,
-            exchange_type="direct",
-            callback=self.link.step(self._on_direct_exchange_declared),
+        declare_exchange(
+            self.link, self.settings.direct_exchange, ExchangeType.direct, self._on_direct_exchange_declared
         )
 
     @guarded
@@ -234,13 +230,7 @@ class PublisherSide:
         """Send again, through the default exchange, a send the direct exchange could not route: to the queue named
         by the address, as older versions of the layer do. The copy answers the caller; the returned publish's own
         confirm answers nobody."""
-        copy = Publish(
-            reply=returned.reply,
-            routing_key=returned.routing_key,
-            body=returned.body,
-            mandatory=True,
-            message_id=returned.message_id,
-        )
+        copy = dataclasses.replace(returned, exchange="")
         returned.reply = None
         self.publish(copy)
 
