@@ -124,6 +124,12 @@ async def test_ping_answers_within_its_timeout_when_the_broker_is_stopped_or_fro
         with pytest.raises(BrokerUnavailable):
             await asyncio.wait_for(layer.ping(timeout=2), 10)
         await asyncio.to_thread(amqp_node.ctl, "start_app")
+        # The links' backoff (up to 5 s while the node was down) may outlast connect_timeout (2 s), which bounds
+        # each call that waits for a link: wait until both links are back (hang guard ~30 s), then ping.
+        for _ in range(300):
+            if layer.stats().consumer.state == layer.stats().publisher.state == "READY":
+                break
+            await asyncio.sleep(0.1)
         assert await layer.ping(timeout=30) > 0
     finally:
         await layer.close()
