@@ -68,7 +68,7 @@ from pika.exchange_type import ExchangeType
 
 from .config import Settings, is_process_specific
 from .dedup import DeliveryWindow
-from .envelope import FLUSH_GROUP, MalformedBody, Recipient, decode
+from .envelope import FLUSH_GROUP, REACH_GROUP, MalformedBody, Recipient, decode
 from .inflight import Waiting
 from .ledgers import DropLog, PendingAcks
 from .link import Link, declare_exchange, guarded
@@ -373,10 +373,11 @@ class ConsumerSide:
             self._drops.log(DropReason.NOT_OURS, detail)
             self._acks.ack(tag)
             return
-        if recipient.is_group and recipient.name == FLUSH_GROUP:
+        if recipient.is_group and recipient.name in (FLUSH_GROUP, REACH_GROUP):
             self._acks.ack(tag)
-            self._hub.flushed_by(message.get("from"))
-            return
+            if recipient.name == FLUSH_GROUP:
+                self._hub.flushed_by(message.get("from"))
+            return  # a reach probe (`reach.py`) has done its work by arriving
         normal = method.consumer_tag != self._exclusive_tag  # from a normal channel's queue
         if normal and not self._accept_normal_delivery(channel, method, recipient.name, len(body)):
             self.window.not_kept(props.message_id)

@@ -22,6 +22,8 @@ _RESERVED = (CHANNEL_KEY, GROUP_KEY)
 # flush() tells the other processes of a deployment through a group message to this name, on the control exchange:
 # group names can't contain "!", so no user group can collide with it.
 FLUSH_GROUP = "!flush"
+# reach.ReachProbe sends a process a message to this name on the direct exchange; the consumer drops it.
+REACH_GROUP = "!reach"
 
 
 class MalformedBody(Exception):

@@ -60,6 +60,7 @@ from .ledgers import DropLog, PauseWatch, UnwaitedPublishes
 from .link import STOPPED, Link, LinkState, guarded
 from .names import RecentNames
 from .publisher import PublisherSide
+from .reach import ReachProbe
 from .requests import AwaitReady, Flush, Forget, GroupAdd, GroupDiscard, Publish, PutBack, Request, Stop, Take
 from .routing import DropReason, Effects, Inbox, Message
 from .shared_inbox import SharedInbox
@@ -113,11 +114,17 @@ class IOThread:
         self._routing: SharedInbox[Waiter, int] = SharedInbox(
             settings.local_capacity, settings.local_expiry, settings.group_expiry, settings.capacity_of
         )
+        self._publisher.link.hosts.keep_apart_from(self._consumer.link.hosts)  # so a probe can see a cut (reach.py)
+        self._reach = ReachProbe(settings, self._ioloop, queue_name, self._consumer.link, self._publisher.link,
+                                 self._publisher.publish, lambda: self._consumer.received,
+                                 lambda: self._routing.held > 0)  # fmt: skip
         self._wakes = LoopWakes(self._schedule_wakes)
         self._apply = EffectsCarrier(settings, self._ioloop, self._routing, self._consumer, self._drops).apply
         self._normal_queues = RecentNames()  # normal-channel queues this process used lately: flush() purges them
         self._expiry = ExpiryTimer(self._ioloop, self._routing, self._apply)
-        self.figures = Figures(self._routing, self._consumer, self._publisher, self._drops, self._normal_queues)
+        self.figures = Figures(
+            self._routing, self._consumer, self._publisher, self._drops, self._normal_queues, self._reach
+        )
         self._stopping = False
         self._running = False  # from start() until the thread's last act
         self._stop_request: Stop | None = None
@@ -186,6 +193,7 @@ class IOThread:
         try:
             self._wakes.install()
             self._publisher.link.start()  # the consumer link starts on first need
+            self._reach.start()  # probes only while both links are ready
             run_until_stopped(self._ioloop, lambda: self._stopping)
         except BaseException as exc:  # a bug: callbacks are guarded, and run_until_stopped forgives pika's races
             logger.exception("The channel layer's I/O thread stopped unexpectedly")
@@ -338,6 +346,7 @@ class IOThread:
             return
         self._stopping = True
         self._stop_request = request
+        self._reach.stop()
         bound = self._routing.membership.groups()
         waiters, dropped = self._routing.close()
         for waiter in waiters:

@@ -195,6 +195,12 @@ class PendingConfirms:
         while self._order and self._order[0] not in self._by_tag:
             self._order.popleft()
 
+    def oldest(self) -> int | None:
+        """The delivery tag of the oldest publish still awaiting its confirm, if any."""
+        while self._order and self._order[0] not in self._by_tag:
+            self._order.popleft()
+        return self._order[0] if self._order else None
+
     def pending(self, message_id: str | None) -> Publish | None:
         """The publish awaiting its confirm with this message id, if any."""
         return self._by_id.get(message_id) if message_id else None

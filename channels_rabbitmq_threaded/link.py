@@ -134,6 +134,30 @@ def is_refusal(exc: BaseException) -> bool:
     )
 
 
+class Repeating:
+    """Calls `callback` every `interval` seconds on the I/O thread's loop, from `start` until `stop`."""
+
+    def __init__(self, ioloop: Any, interval: float, callback: Callable[[], None]) -> None:
+        self._ioloop = ioloop
+        self._interval = interval
+        self._callback = callback
+        self._timer: Any = None
+
+    def start(self) -> None:
+        if self._timer is None:
+            self._timer = self._ioloop.call_later(self._interval, self._fire)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._ioloop.remove_timeout(self._timer)
+            self._timer = None
+
+    @guarded
+    def _fire(self) -> None:
+        self._timer = self._ioloop.call_later(self._interval, self._fire)
+        self._callback()
+
+
 class LivenessWatch:
     """Declares a connection dead when RabbitMQ has sent nothing for 1.5 heartbeat intervals.
 
@@ -143,23 +167,20 @@ class LivenessWatch:
     """
 
     def __init__(self, ioloop: IOLoop, connection: pika.SelectConnection, heartbeat: int) -> None:
-        self._ioloop = ioloop
         self._connection = connection
         self._heartbeat = heartbeat
         self._seen = connection.bytes_received
         self._seen_at = time.monotonic()
-        self._timer: Any = ioloop.call_later(heartbeat / 4, self._check)
+        self._timer = Repeating(ioloop, heartbeat / 4, self._check)
+        self._timer.start()
 
     def stop(self) -> None:
-        if self._timer is not None:
-            self._ioloop.remove_timeout(self._timer)
-            self._timer = None
+        self._timer.stop()
 
-    @guarded
     def _check(self) -> None:
-        self._timer = None
         connection, now = self._connection, time.monotonic()
         if connection.is_closing or connection.is_closed:
+            self.stop()
             return
         if connection.bytes_received != self._seen:
             self._seen, self._seen_at = connection.bytes_received, now
@@ -173,9 +194,8 @@ class LivenessWatch:
             )
             # What pika's own heartbeat checker does: abort the stream; on_close_callback follows.
             terminate = connection._terminate_stream  # type: ignore[attr-defined]  # pika's private abort
+            self.stop()
             terminate(AMQPHeartbeatTimeout(f"no data from RabbitMQ for {silence:.1f}s"))
-            return
-        self._timer = self._ioloop.call_later(self._heartbeat / 4, self._check)
 
 
 class RepeatedWarning:
@@ -259,6 +279,42 @@ class LinkOwner(Protocol):
         """RabbitMQ started blocking this connection (a resource alarm)."""
 
 
+class HostRotation:
+    """Which host each connection attempt of a link goes to: the next one of `settings.hosts`, round and round, and,
+    when there are several, never the one another link is on (`keep_apart_from`), once that link has started."""
+
+    def __init__(self, count: int) -> None:
+        self._count = count
+        self._attempt = -1  # attempt n uses host n modulo count
+        self._apart_from: HostRotation | None = None
+
+    @property
+    def current(self) -> int:
+        """The index of the latest attempt's host (of the first attempt's, before it)."""
+        return max(self._attempt, 0) % self._count
+
+    def keep_apart_from(self, other: HostRotation) -> None:
+        self._apart_from = other
+
+    @property
+    def started(self) -> bool:
+        return self._attempt >= 0
+
+    @property
+    def shared(self) -> bool:
+        """Whether the other link is on this host although there are several."""
+        other = self._apart_from
+        return other is not None and other.started and self._count > 1 and other.current == self.current
+
+    def next(self, keep_apart: bool = True) -> int:
+        """The number of the next attempt (`Settings.connection_parameters` picks its host). Without `keep_apart`
+        (the last attempt failed: the host kept apart from may be the only one up), the other link's host is fine."""
+        self._attempt += 1
+        if keep_apart and self.shared:
+            self._attempt += 1
+        return self._attempt
+
+
 class Link:
     """One connection and its channel, (re)opened forever. See the module's theory of operation."""
 
@@ -279,7 +335,8 @@ class Link:
         self.connects = 0  # connections made ready since start (figures for stats())
         self.losses = 0  # connections lost since start
         self.parked = ParkedRequests(ioloop, settings.connect_timeout, self._on_park_timeout)
-        self._attempt = -1  # attempt n uses host n modulo the number of hosts
+        self.hosts = HostRotation(len(settings.hosts))
+        self._attempt_failed = False  # the latest attempt failed to connect: the next may go to any host
         self.url = settings.redacted_host(0)  # the (redacted) URL of the current attempt, for log lines
         self._retry_delay = RECONNECT_FIRST_DELAY
         self._liveness: LivenessWatch | None = None
@@ -348,12 +405,12 @@ class Link:
         if self.state not in (IDLE, WAITING):  # stopping, stopped, or an attempt already under way
             return
         self.state = CONNECTING
-        self._attempt += 1
-        self.url = self.settings.redacted_host(self._attempt)
+        attempt = self.hosts.next(keep_apart=self._attempt_failed is False)
+        self.url = self.settings.redacted_host(attempt)
         logger.debug("Connecting the %s link to RabbitMQ at %s", self.role, self.url)
         try:
             self.connection = pika.SelectConnection(
-                self.settings.connection_parameters(self._connection_name, self._attempt),
+                self.settings.connection_parameters(self._connection_name, attempt),
                 on_open_callback=self._on_connection_open,
                 on_open_error_callback=self._on_open_error,
                 on_close_callback=self._on_connection_closed,
@@ -387,6 +444,7 @@ class Link:
             return
         self.state = READY
         self.connects += 1
+        self._attempt_failed = False
         self._retry_delay = RECONNECT_FIRST_DELAY
         self._repeats.reset()
         logger.info(
@@ -410,6 +468,7 @@ class Link:
         if self.state is STOPPING:
             self._stopped()
             return
+        self._attempt_failed = True
         reason = f"cannot connect to RabbitMQ at {self.url}: {describe(exc)}"
         if is_refusal(exc):  # retrying won't help until an operator acts: tell the waiting callers now
             refused = BrokerRefused(reason)

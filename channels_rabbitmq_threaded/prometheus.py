@@ -39,6 +39,8 @@ COUNTERS = {  # LayerStats field -> help
     "queue_losses": "Times this process's queue was found deleted, or on a node that is down",
     "queue_moves": "Times this process moved to a new queue because its queue's node was down",
     "lost_with_queues": "Messages that sat in lost queues (their last count) or were delivered and unacknowledged",
+    "reach_lost": "Times this process found itself cut off from the nodes that route to it, and reconnected",
+    "confirms_stalled": "Times the publisher link moved to another node because a confirm was awaited too long",
 }
 
 

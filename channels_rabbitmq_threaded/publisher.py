@@ -23,14 +23,18 @@ ends, the link answers whatever is still registered (`inflight` has the table) a
 queues.
 
 While RabbitMQ blocks the connection, new publishes wait in the link's parked requests; publishes already sent fail
-with `ConfirmLost` if the block lasts `connect_timeout`. At close, publishes already handed over may finish first,
-for at most `connect_timeout` (`stop_when_settled`). Everything here runs on the I/O thread, except `backlog()`.
+with `ConfirmLost` if the block lasts `connect_timeout`. When a confirm is awaited for `connect_timeout` on a
+connection that is ready and not blocked, the node cannot reach the queues it routed to (`ConfirmWatch`): the link
+reconnects to its next host and the publishes go out again there. At close, publishes already handed over may
+finish first, for at most `connect_timeout` (`stop_when_settled`). Everything here runs on the I/O thread, except
+`backlog()`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -42,7 +46,7 @@ from .dedup import MessageIds
 from .errors import ConfirmLost
 from .inflight import Waiting
 from .ledgers import DropLog, PendingConfirms, UnwaitedPublishes
-from .link import STOPPED, STOPPING, Link, declare_exchange, guarded
+from .link import STOPPED, STOPPING, Link, Repeating, declare_exchange, guarded
 from .names import RecentNames
 from .requests import Publish, Request
 from .routing import DropReason
@@ -80,6 +84,7 @@ class PublisherSide:
         self.link = Link("publisher", settings, ioloop, f"channels_rabbitmq_threaded {queue_name} publisher", self)
         self._ready: Callable[[], None] = _nothing
         self._confirms = PendingConfirms(self.link.inflight, self._on_nack)
+        self.confirm_watch = ConfirmWatch(ioloop, self.link, self._confirms, settings.connect_timeout)
         self._confirm_deadline: Any = None  # timer failing publishes stuck behind a blocked connection
         self._declared = RecentNames()  # normal-channel queues declared on the current channel (lately)
         self._declaring: dict[str, list[Publish]] = {}  # queue -> publishes waiting for its DeclareOk
@@ -129,6 +134,7 @@ class PublisherSide:
     # -- LinkOwner: the rest of the life cycle ------------------------------------------------------------------------
 
     def on_ready(self, requests: list[Request]) -> None:
+        self.confirm_watch.start()
         if self._confirm_deadline is not None:
             self._ioloop.remove_timeout(self._confirm_deadline)
             self._confirm_deadline = None
@@ -138,6 +144,7 @@ class PublisherSide:
         pass  # the link's InFlight answered the publishes; `_reset` forgot the rest
 
     def on_stopped(self) -> None:
+        self.confirm_watch.stop()
         self._hub.stopped()
 
     def on_blocked(self) -> None:
@@ -223,7 +230,7 @@ class PublisherSide:
         self._drops.log(
             DropReason.UNROUTABLE,
             f"RabbitMQ has no queue {method.routing_key!r} ({method.reply_code} {method.reply_text}) for a "
-            f"{len(body)}-byte message; the process that owned that channel is gone",
+            f"{len(body)}-byte message; the process that owned that channel is gone, or moving to another node",
         )
 
     def _publish_by_queue_name(self, returned: Publish) -> None:
@@ -250,6 +257,54 @@ class PublisherSide:
     def _stop_now(self) -> None:
         if self.link.state not in (STOPPING, STOPPED):
             self.link.stop()
+
+
+CONFIRM_CHECKS = 4  # looks per connect_timeout at the oldest confirm awaited
+
+
+class ConfirmWatch:
+    """Moves publishing to another node when a confirm has been awaited for `timeout` (`connect_timeout`) on a link
+    that is ready and not blocked.
+
+    RabbitMQ confirms a publish once every queue it was routed to has taken it. A node that cannot reach those
+    queues and still serves its clients (the minority side of a partition on 4.x, whose connections stay open for as
+    long as it lasts) leaves publishes unconfirmed, and their callers waiting, that long. So the link reconnects,
+    without the close handshake, to its next host (`Link.reconnect`); the unconfirmed publishes go out again there
+    with the same message ids, so a receiver drops a second copy. A process that also consumes has the reach probe
+    too (`reach.py`); one that only sends has only this. Owned by the I/O thread.
+    """
+
+    def __init__(self, ioloop: Any, link: Link, confirms: PendingConfirms, timeout: float) -> None:
+        self._link = link
+        self._confirms = confirms
+        self._timeout = timeout
+        self._oldest: tuple[int, int, float] | None = None  # (the link's connects, delivery tag, first seen at)
+        self._timer = Repeating(ioloop, timeout / CONFIRM_CHECKS, self._look)
+        self.stalls = 0  # reconnects for a confirm awaited too long (a figure for stats())
+
+    def start(self) -> None:
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._timer.stop()
+
+    def _look(self) -> None:
+        tag = self._confirms.oldest() if self._link.ready else None
+        now = time.monotonic()
+        if tag is None:
+            self._oldest = None
+        elif self._oldest is None or self._oldest[:2] != (self._link.connects, tag):
+            self._oldest = (self._link.connects, tag, now)
+        elif now - self._oldest[2] >= self._timeout:
+            self._oldest = None
+            self.stalls += 1
+            reason = f"RabbitMQ at {self._link.url} confirmed nothing for {self._timeout:g}s"
+            logger.warning(
+                "%s: publishing again through the next host",
+                reason,
+                extra={"event": "confirms_stalled", "url": self._link.url},
+            )
+            self._link.reconnect(reason, abort=True)
 
 
 def _nothing() -> None:

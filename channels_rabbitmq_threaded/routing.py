@@ -90,7 +90,7 @@ class DropReason(str, enum.Enum):
     CHANNEL_CAPACITY = "channel capacity", "the channel held its capacity (capacity/channel_capacity): its oldest went"
     EXPIRED = "expired", "waited longer than local_expiry; its channel was removed from its groups"
     NO_LOCAL_MEMBER = "no local member", "a group message reached this process after its last local member left"
-    UNROUTABLE = "unroutable", "RabbitMQ had no queue for a direct send: the process that owned the channel is gone"
+    UNROUTABLE = "unroutable", "RabbitMQ had no queue for a direct send: its process is gone, or moving to another node"
     GROUP_COPY_REFUSED = "group copy refused", "a group member's queue was full (remote_capacity): its copy was dropped"
     NACKED = "nacked", "RabbitMQ refused a message sent without waiting: the receiving queue was full"
     FAILED = "failed", "a message sent without waiting was not confirmed"

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .ledgers import DropLog
     from .link import Link
     from .publisher import PublisherSide
+    from .reach import ReachProbe
     from .routing import Inbox
 
 CallObserver = Callable[[str, str, float], None]  # (call, outcome, seconds), on the caller's thread
@@ -149,6 +150,8 @@ class LayerStats:
     queue_losses: int  # times the queue was found deleted, or on a node that is down
     queue_moves: int  # times the process moved to a new queue because its queue's node was down
     lost_with_queues: int  # messages that sat in lost queues (their last count) or were delivered and unacknowledged
+    reach_lost: int  # reach probes that found the process cut off from the nodes that route to it (reach.py)
+    confirms_stalled: int  # publisher reconnects because a confirm was awaited for connect_timeout (ConfirmWatch)
     bookkeeping: dict[str, int]  # entries of each structure kept by name, message or delivery (each one bounded)
     consumer: LinkStats
     publisher: LinkStats
@@ -180,6 +183,7 @@ class Figures:
     publisher: PublisherSide
     drops: DropLog
     normal_queues: Sized  # the normal queues flush() purges
+    reach: ReachProbe
 
     def snapshot(self, calls: CallStats, checked_names: int) -> LayerStats:
         """`checked_names`: the channel names the layer remembers as checked for receive()."""
@@ -204,6 +208,8 @@ class Figures:
             queue_losses=self.consumer.queue.losses,
             queue_moves=self.consumer.queue.moves,
             lost_with_queues=self.consumer.queue.lost_messages,
+            reach_lost=self.reach.failures,
+            confirms_stalled=self.publisher.confirm_watch.stalls,
             bookkeeping={
                 **routing.bookkeeping(),
                 **self.consumer.bookkeeping(),
@@ -232,5 +238,5 @@ def idle(calls: CallStats) -> LayerStats:
 GAUGES_AND_COUNTERS = (
     "deliveries_received", "delivered_to_receivers", "put_backs", "copies_dropped", "buffered", "held",
     "waiting_receivers", "local_channels", "local_groups", "publishes_in_flight", "queue_losses", "queue_moves",
-    "lost_with_queues",
+    "lost_with_queues", "reach_lost", "confirms_stalled",
 )  # fmt: skip

@@ -16,6 +16,7 @@ import pytest
 
 from channels_rabbitmq_threaded import RabbitmqChannelLayer
 
+from .netns_cluster import NamespacedCluster, netns_cluster
 from .private_node import PrivateNode, free_port
 
 HOST = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
@@ -63,7 +64,7 @@ def launch_chromium(playwright: Any) -> Any:
 
 
 # Each starts private RabbitMQ nodes.
-NODE_FIXTURES = {"tls_node", "amqp_node", "module_amqp_node", "cluster", "three_nodes"}
+NODE_FIXTURES = {"tls_node", "amqp_node", "module_amqp_node", "cluster", "three_nodes", "netns_three"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -73,8 +74,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if NODE_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.node)
+        if "netns_three" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.netns)
         if item.get_closest_marker("unit") is None:
             item.add_marker(pytest.mark.broker)
+
+
+@pytest.fixture(scope="module")
+def netns_three() -> Iterator[NamespacedCluster]:
+    """Three nodes in network namespaces of their own (`netns_cluster.py`), one cluster per test module: the
+    machine's RabbitMQ, or under `python -m tests.rabbitmq4` the RabbitMQ of its root."""
+    root = os.environ.get("RABBITMQ4_ROOT")
+    with netns_cluster(3, root=Path(root) if root else None) as cluster:
+        yield cluster
 
 
 def dropped(caplog: pytest.LogCaptureFixture, reason: str) -> int:

@@ -11,7 +11,8 @@ that, and the root gets an /etc/hosts that names localhost (a 4.3 node dies with
 ``~/.cache/channels_rabbitmq_threaded/``;
 starts a private node from it on free ports (`private_node.PrivateNode` with a root: chroot, its own /proc, the
 host's network) that refuses what RabbitMQ 4.3 refuses by default (transient non-exclusive queues, global QoS);
-runs the command with ``AMQP_URL`` and ``RABBITMQCTL`` aimed at that node; stops the node; and exits with the
+runs the command with ``AMQP_URL`` and ``RABBITMQCTL`` aimed at that node (and ``RABBITMQ4_ROOT`` naming the root,
+for the tests that start clusters of their own); stops the node; and exits with the
 command's status. When the root cannot be built or the node does not start, it says why and exits with status 3:
 it never skips. Needs root (chroot, a mount namespace), as CI has.
 """
@@ -110,6 +111,7 @@ def main(command: list[str]) -> int:
         "AMQP_URL": f"amqp://guest:guest@127.0.0.1:{node.port}/%2F",
         "RABBITMQCTL": shlex.join(node.ctl_command()),
         "RABBITMQ_4_REFUSES": "transient_nonexcl_queues",  # tests/test_rabbitmq4.py checks the node
+        "RABBITMQ4_ROOT": str(root),  # tests/test_partition.py starts its cluster from it
     }
     try:
         return subprocess.run(command, env=environment, check=False).returncode
