@@ -63,6 +63,18 @@ async def first_received_after(member: RabbitmqChannelLayer, sender: RabbitmqCha
     raise AssertionError(f"{channel} received nothing sent after message {since}")
 
 
+async def listed_nowhere(cluster: NamespacedCluster, queue: str) -> bool:
+    """True once no node lists `queue`. On 4.3 a node answers `list_queues` from its own copy of the metadata,
+    which a node back from a partition brings up to date a few seconds after its clients see the delete
+    (hang guard: about 60 s)."""
+    for _ in range(60):
+        listings = [await asyncio.to_thread(node.ctl, "list_queues", "-q", "name") for node in cluster.nodes]
+        if not any(queue in listing.split() for listing in listings):
+            return True
+        await asyncio.sleep(1)
+    return False
+
+
 @pytest.mark.timeout(420)
 async def test_a_member_cut_off_with_its_node_moves_and_keeps_its_names(netns_three, member_and_sender) -> None:
     member, sender = member_and_sender
@@ -85,8 +97,7 @@ async def test_a_member_cut_off_with_its_node_moves_and_keeps_its_names(netns_th
             break
         await asyncio.sleep(0.5)
     assert member.stats().bookkeeping["queues_left_behind"] == 0
-    listing = await asyncio.to_thread(netns_three.nodes[1].ctl, "list_queues", "-q", "name")
-    assert queue_before not in listing.split()
+    assert await listed_nowhere(netns_three, queue_before)
     await first_received_after(member, sender, channel, received, since=2000)
     await receives_again(member, sender, channel, "cut-off")
     assert len(received) == len(set(received))  # nothing came twice
