@@ -19,8 +19,10 @@ I/O thread) carries out:
       `prefetch_count` deliveries are unacknowledged, the backlog grows on the broker up to its length limit, and
       senders get `ChannelFull`. Held deliveries are routed and acknowledged, in order, as soon as room is made or
       a receiver starts waiting;
-* each channel holds at most `channel_capacity(channel)` messages (the `capacity`/`channel_capacity` options):
-  beyond it its oldest is dropped (`Drop(reason="channel capacity")`);
+* each channel holds at most `channel_capacity(channel)` messages (the `capacity`/`channel_capacity` options): a
+  delivery that finds its channel full is the one dropped, never one already there (`Drop(reason="channel
+  capacity")` for a group message's copy, as the Channels spec says; `Drop(reason="direct over capacity")` for a
+  direct send, which RabbitMQ confirmed to its sender before this process could know the channel was full);
 * a message that waits longer than `expiry` (the `local_expiry` option) is dropped (`Drop(reason="expired")`), and
   its channel is removed from all its groups (the Channels spec's persistence rule): a group left with no local
   member is listed in `Effects.unbind`;
@@ -76,7 +78,7 @@ AGE_HEAP_SLACK = 64
 
 class DropReason(str, enum.Enum):
     """Why a message was dropped: its short name (the `reason` of its log record; equal to the plain string), and
-    the text the log lines give. The first four are decided here; the others by the I/O side."""
+    the text the log lines give. The first five are decided here; the others by the I/O side."""
 
     text: str
 
@@ -87,7 +89,8 @@ class DropReason(str, enum.Enum):
         return member
 
     CAPACITY = "capacity", "local_capacity reached while receivers wait: the oldest of the biggest backlog went"
-    CHANNEL_CAPACITY = "channel capacity", "the channel held its capacity (capacity/channel_capacity): its oldest went"
+    CHANNEL_CAPACITY = "channel capacity", "a group copy found its channel at capacity (capacity/channel_capacity)"
+    DIRECT_OVER_CAPACITY = "direct over capacity", "a confirmed direct send found its channel at capacity: it went"
     EXPIRED = "expired", "waited longer than local_expiry; its channel was removed from its groups"
     NO_LOCAL_MEMBER = "no local member", "a group message reached this process after its last local member left"
     UNROUTABLE = "unroutable", "RabbitMQ had no queue for a direct send: its process is gone, or moving to another node"
@@ -131,7 +134,7 @@ class Drop:
     """A message this process accepted and will not deliver, and why: for the log."""
 
     channel: str
-    reason: DropReason  # CAPACITY, CHANNEL_CAPACITY, EXPIRED or NO_LOCAL_MEMBER
+    reason: DropReason  # CAPACITY, CHANNEL_CAPACITY, DIRECT_OVER_CAPACITY, EXPIRED or NO_LOCAL_MEMBER
 
 
 @dataclass(slots=True)
@@ -530,18 +533,19 @@ class Inbox(Generic[W, T]):
         shared = len(channels) > 1
         expires_at = now + self.expiry
         buffered = _Buffered(message, expires_at, [], shared)
+        full = DropReason.CHANNEL_CAPACITY if recipient.is_group else DropReason.DIRECT_OVER_CAPACITY
         for channel in channels:
             buffer = self._buffer(channel)
             if buffer.waiters:
                 copy = dict(message) if shared else message
                 self._hand_to_next_waiter(buffer, channel, copy, expires_at, effects)
+            elif len(buffer.messages) >= self.channel_capacity(channel):
+                effects.drops.append(Drop(channel, full))  # the newcomer goes, never what the channel holds
             else:
                 buffered.holders.append(channel)
                 buffer.messages.append(buffered)
         if buffered.holders:
             self._remember(buffered)
-            for channel in buffered.holders[:]:
-                self._bound_channel(channel, effects)
             self._shed(effects)
 
     def _buffer(self, channel: str) -> ChannelBuffer[W]:
@@ -557,13 +561,6 @@ class Inbox(Generic[W, T]):
         self.handed_over += 1
         effects.handoffs.append(Handoff(buffer.waiters.popleft(), channel, message, expires_at))
         self._forget_if_empty(channel, buffer)
-
-    def _bound_channel(self, channel: str, effects: Effects[W, T]) -> None:
-        """A channel over its own capacity loses its oldest messages (as channels_redis's bounded buffers do)."""
-        buffer = self._buffers[channel]
-        while len(buffer.messages) > self.channel_capacity(channel):
-            self._release_holder(buffer.messages.popleft(), channel)
-            effects.drops.append(Drop(channel, DropReason.CHANNEL_CAPACITY))
 
     def _remember(self, buffered: _Buffered) -> None:
         self._in_memory += 1

@@ -393,8 +393,22 @@ async def test_channel_capacity_bounds_one_channels_backlog(make_layer, caplog) 
         await layer.send(tiny, {"type": "n", "n": n})
     await layer.send(other, {"type": "sentinel"})  # same queue, so the four before it have been routed
     assert await layer.receive(other) == {"type": "sentinel"}
-    assert [(await layer.receive(tiny))["n"] for _ in range(2)] == [2, 3]
-    assert "capacity/channel_capacity" in caplog.text
+    assert [(await layer.receive(tiny))["n"] for _ in range(2)] == [0, 1]  # the newcomers went, not these
+    assert "found its channel at capacity" in caplog.text
+    assert layer.stats().drops == {"direct over capacity": 2}
+
+
+async def test_a_full_channel_keeps_its_confirmed_sends_and_drops_the_group_message(make_layer) -> None:
+    layer = make_layer(capacity=2)
+    channel, sentinel = await layer.new_channel(), await layer.new_channel()
+    await layer.group_add("g", channel)
+    await layer.send(channel, {"type": "direct.0"})
+    await layer.send(channel, {"type": "direct.1"})
+    await layer.group_send("g", {"type": "group"})
+    await layer.send(sentinel, {"type": "sentinel"})  # same queue, so the three before it have been routed
+    assert await layer.receive(sentinel) == {"type": "sentinel"}
+    assert [(await layer.receive(channel))["type"] for _ in range(2)] == ["direct.0", "direct.1"]
+    assert layer.stats().drops == {"channel capacity": 1}
 
 
 async def test_flush_drops_messages_and_memberships(make_layer) -> None:

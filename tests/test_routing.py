@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from channels_rabbitmq_threaded.envelope import Recipient
-from channels_rabbitmq_threaded.routing import AGE_HEAP_SLACK, EXPIRY_HEAP_SLACK, Drop, GroupMembership, Inbox
+from channels_rabbitmq_threaded.routing import (
+    AGE_HEAP_SLACK,
+    EXPIRY_HEAP_SLACK,
+    Drop,
+    DropReason,
+    GroupMembership,
+    Inbox,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -228,27 +235,36 @@ def test_a_discarded_membership_does_not_expire_later() -> None:
     assert inbox.expire(now=500).memberships_expired == 0
 
 
-def test_a_channel_over_its_own_capacity_drops_its_oldest() -> None:
+def test_a_full_channel_drops_the_newcomer_and_keeps_what_it_holds() -> None:
     inbox: Inbox[str, int] = Inbox(
         capacity=100, expiry=60, channel_capacity=lambda c: 2 if c.startswith("tiny") else 50
     )
-    for n in range(4):
-        inbox.offer(n, to("tiny!1"), {"n": n}, now=0)
+    drops = [drop for n in range(4) for drop in inbox.offer(n, to("tiny!1"), {"n": n}, now=0).drops]
+    assert drops == [Drop("tiny!1", DropReason.DIRECT_OVER_CAPACITY)] * 2
     inbox.offer(9, to("big!1"), {"n": 9}, now=0)
     assert inbox.biggest_backlogs() == [("tiny!1", 2), ("big!1", 1)]
-    assert [inbox.take("tiny!1", f"w{i}", now=0).handoffs[0].message for i in range(2)] == [{"n": 2}, {"n": 3}]
+    assert [inbox.take("tiny!1", f"w{i}", now=0).handoffs[0].message for i in range(2)] == [{"n": 0}, {"n": 1}]
     assert inbox.in_memory == 1
 
 
-def test_channel_capacity_counts_each_members_copy_of_a_group_message() -> None:
+def test_a_group_message_to_a_full_channel_drops_that_copy_only() -> None:
     inbox: Inbox[str, int] = Inbox(capacity=100, expiry=60, channel_capacity=lambda c: 1)
     inbox.membership.add("g", "a!1", 0)
     inbox.membership.add("g", "b!1", 0)
-    inbox.offer(1, group("g"), {"n": 1}, now=0)
+    inbox.offer(1, to("a!1"), {"n": 1}, now=0)
     effects = inbox.offer(2, group("g"), {"n": 2}, now=0)
-    assert sorted(d.channel for d in effects.drops) == ["a!1", "b!1"]
-    assert inbox.in_memory == 1  # the first delivery is gone from both channels
-    assert inbox.take("a!1", "w", now=0).handoffs[0].message == {"n": 2}
+    assert effects.drops == [Drop("a!1", DropReason.CHANNEL_CAPACITY)] and effects.acks == [2]
+    assert inbox.in_memory == 2
+    assert inbox.take("a!1", "w", now=0).handoffs[0].message == {"n": 1}  # the direct send stayed
+    assert inbox.take("b!1", "w", now=0).handoffs[0].message == {"n": 2}
+
+
+def test_a_channel_with_a_waiting_receiver_takes_a_message_whatever_its_capacity() -> None:
+    inbox: Inbox[str, int] = Inbox(capacity=100, expiry=60, channel_capacity=lambda c: 1)
+    inbox.offer(1, to("a!1"), {"n": 1}, now=0)
+    assert inbox.take("a!1", "w1", now=0).handoffs[0].message == {"n": 1}
+    inbox.take("a!1", "w2", now=0)
+    assert inbox.offer(2, to("a!1"), {"n": 2}, now=0).handoffs[0].waiter == "w2"
 
 
 def test_flush_drops_messages_and_memberships_but_keeps_waiters() -> None:
