@@ -31,6 +31,7 @@ setup(
         "example": [
             "daphne>=4",
             "gunicorn>=21",
+            "gevent>=24",
             "celery>=5.3",
             "uvicorn[standard]>=0.30",
             "prometheus_client>=0.17",
@@ -49,6 +50,7 @@ setup(
             "playwright>=1.40",
             "daphne>=4",
             "gunicorn>=21",
+            "gevent>=24",
             "celery>=5.3",
             "uvicorn[standard]>=0.30",
             "sphinx>=7",

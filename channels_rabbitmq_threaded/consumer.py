@@ -363,7 +363,9 @@ class ConsumerSide:
         if self._purges_in_flight:
             self._acks.ack(tag)  # sent before a flush's purge: flush() promises it is never delivered
             return
-        if self.window.is_copy(props.message_id):  # redelivered after a cut, or re-published: logged, dropped
+        normal = method.consumer_tag != self._exclusive_tag  # from a normal channel's queue
+        message_id = self.normal.copy_key(method, props.message_id) if normal else props.message_id
+        if self.window.is_copy(message_id):  # redelivered after a cut, or re-published: logged, dropped
             self._acks.ack(tag)
             return
         try:
@@ -378,30 +380,35 @@ class ConsumerSide:
             if recipient.name == FLUSH_GROUP:
                 self._hub.flushed_by(message.get("from"))
             return  # a reach probe (`reach.py`) has done its work by arriving
-        normal = method.consumer_tag != self._exclusive_tag  # from a normal channel's queue
-        if normal and not self._accept_normal_delivery(channel, method, recipient.name, len(body)):
-            self.window.not_kept(props.message_id)
-            return
-        self.window.routed(tag, props.message_id)
+        if normal:
+            accepted = self._accept_normal_delivery(channel, method, recipient, len(body))
+            if accepted is None:
+                self.window.not_kept(message_id)
+                return
+            recipient = accepted
+        self.window.routed(tag, message_id)
         self._hub.deliver(tag, recipient, message)
         if normal:
             self.normal.stop_idle()
 
-    def _accept_normal_delivery(self, channel: Any, method: pika.spec.Basic.Deliver, recipient: str, size: int) -> bool:
-        """A delivery from a normal channel's queue: True to route it; False when it was dropped or requeued."""
+    def _accept_normal_delivery(
+        self, channel: Any, method: pika.spec.Basic.Deliver, recipient: Recipient, size: int
+    ) -> Recipient | None:
+        """A delivery from a normal channel's queue: the recipient to route it to (the queue's channel: a group
+        message came through a binding of `normal_groups.py`), or None when it was dropped or requeued."""
         tag: int = method.delivery_tag  # type: ignore[assignment]
         queue_channel = self.normal.channel_of(method.consumer_tag)  # type: ignore[arg-type]
-        if recipient != queue_channel:
-            detail = f"a {size}-byte message for {recipient!r} was in the queue of {queue_channel!r}"
+        if queue_channel is None or (recipient.name != queue_channel and not recipient.is_group):
+            detail = f"a {size}-byte message for {recipient.name!r} was in the queue of {queue_channel!r}"
             self._drops.log(DropReason.WRONG_QUEUE, detail)
             self._acks.ack(tag)
-            return False
-        if not self._hub.waiting_on(recipient):
+            return None
+        if not self._hub.waiting_on(queue_channel):
             channel.basic_nack(tag, requeue=True)  # nobody here waits for it any more: back to the other workers
             self._acks.requeued(tag)
             self.normal.stop_idle()
-            return False
-        return True
+            return None
+        return Recipient(is_group=False, name=queue_channel)
 
 
 class GroupBindings:
@@ -547,6 +554,11 @@ class NormalConsumers:
         for channel, consumer in list(self._consumers.items()):
             if consumer == consumer_tag:
                 del self._consumers[channel]
+
+    def copy_key(self, method: pika.spec.Basic.Deliver, message_id: str | None) -> str | None:
+        """The id a delivery from a normal channel's queue is known by in the `DeliveryWindow`: a group message may
+        reach this process twice, in its own queue and in a normal channel's, and both copies are to be received."""
+        return f"{message_id} {self.channel_of(method.consumer_tag)}" if message_id else None  # type: ignore[arg-type]
 
     def channel_of(self, consumer_tag: str) -> str | None:
         return next((name for name, consumer in self._consumers.items() if consumer == consumer_tag), None)

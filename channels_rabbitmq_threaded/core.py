@@ -23,6 +23,7 @@ import logging
 import os
 import reprlib
 import secrets
+import sys
 import threading
 import time
 import weakref
@@ -38,12 +39,25 @@ from .envelope import FLUSH_GROUP, Recipient, encode
 from .errors import BrokerUnavailable, LayerClosed, MessageTooLarge, RabbitmqLayerError
 from .io_thread import IOThread
 from .names import RecentNames
-from .requests import AwaitReady, Flush, Forget, GroupAdd, GroupDiscard, Publish, PutBack, Request, Stop, Take
+from .requests import (
+    AwaitReady,
+    Flush,
+    Forget,
+    GroupAdd,
+    GroupDiscard,
+    NormalGroupChange,
+    Publish,
+    PutBack,
+    Request,
+    Stop,
+    Take,
+)
 from .stats import CallStats, LayerStats, idle
 
 logger = logging.getLogger(__name__)
 
 _live_threads: weakref.WeakSet[IOThread] = weakref.WeakSet()
+_warned_once: set[str] = set()
 _all_layers: weakref.WeakSet[RabbitmqChannelLayer] = weakref.WeakSet()
 EXIT_TIMEOUT = 2.0  # seconds each I/O thread gets to close its connection when the interpreter exits
 
@@ -176,9 +190,13 @@ class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
         return await waiter.wait()
 
     async def group_add(self, group: str, channel: str) -> None:
-        """Add one of this layer's channels to `group`; returns once the group's binding is in effect."""
+        """Add `channel` to `group`; returns once the group's binding is in effect. A process-specific channel must
+        be one of this layer's; a normal channel's queue is bound to the group (`normal_groups.py`)."""
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
+        if not is_process_specific(channel):
+            await self._ask(NormalGroupChange(reply=None, group=group, channel=channel, joining=True))
+            return
         self._require_local(channel)
         await self._ask(GroupAdd(reply=None, group=group, channel=channel))
 
@@ -186,6 +204,9 @@ class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
         """Remove `channel` from `group` (nothing happens if it is not a member)."""
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
+        if not is_process_specific(channel):
+            await self._ask(NormalGroupChange(reply=None, group=group, channel=channel, joining=False))
+            return
         self._require_local(channel)
         await self._ask(GroupDiscard(reply=None, group=group, channel=channel))
 
@@ -295,6 +316,7 @@ class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
         if io_thread is None:
             with self._start_lock:  # held only while a thread object is made and started, once per layer
                 if self._io_thread is None:
+                    _warn_once_under_gevent()
                     self._io_thread = IOThread(self.settings, self.queue_name)
                     self._io_thread.start()
                     _live_threads.add(self._io_thread)
@@ -365,6 +387,21 @@ class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
                 f"channel {channel!r} does not belong to this process's layer "
                 "(only names from this layer's new_channel() can be received on or added to groups here)"
             )
+
+
+def _warn_once_under_gevent() -> None:
+    """In a process gevent has patched (`gunicorn -k gevent`, `celery -P gevent`), asgiref's `async_to_sync` raises
+    before any layer is called; the `_sync` methods work there (the I/O thread runs as gevent lets it). Say so once."""
+    monkey = sys.modules.get("gevent.monkey")
+    if "gevent" in _warned_once or monkey is None or not monkey.is_module_patched("threading"):
+        return
+    _warned_once.add("gevent")
+    logger.warning(
+        "This process is patched by gevent: asgiref's async_to_sync(layer.group_send) raises 'You cannot use "
+        "AsyncToSync in the same thread as an async event loop' here; call layer.group_send_sync and "
+        "layer.send_sync instead (docs/deployment.md, 'Worker models')",
+        extra={"event": "gevent_patched"},
+    )
 
 
 def _describe_name(name: Any, shown: int = 60) -> str:

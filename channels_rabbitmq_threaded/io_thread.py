@@ -59,9 +59,22 @@ from .errors import LayerClosed, RabbitmqLayerError
 from .ledgers import DropLog, PauseWatch, UnwaitedPublishes
 from .link import STOPPED, Link, LinkState, guarded
 from .names import RecentNames
+from .normal_groups import NormalGroupBindings
 from .publisher import PublisherSide
 from .reach import ReachProbe
-from .requests import AwaitReady, Flush, Forget, GroupAdd, GroupDiscard, Publish, PutBack, Request, Stop, Take
+from .requests import (
+    AwaitReady,
+    Flush,
+    Forget,
+    GroupAdd,
+    GroupDiscard,
+    NormalGroupChange,
+    Publish,
+    PutBack,
+    Request,
+    Stop,
+    Take,
+)
 from .routing import DropReason, Effects, Inbox, Message
 from .shared_inbox import SharedInbox
 from .stats import Figures
@@ -93,10 +106,12 @@ class IOThread:
         self.unwaited = UnwaitedPublishes(self._drops, self._thread)
         self._consumer = ConsumerSide(settings, self._ioloop, queue_name, self, self._drops)
         self._publisher = PublisherSide(settings, self._ioloop, queue_name, self, self._drops, self.unwaited)
+        self._normal_groups = NormalGroupBindings(settings, self._publisher.link)
         self._handlers: dict[type[Request], Callable[[Any], None]] = {
             Publish: self._publish,
             GroupAdd: self._group_add,
             GroupDiscard: self._group_discard,
+            NormalGroupChange: self._normal_groups.change,
             AwaitReady: AwaitReady.resolve,  # the consumer link is ready: that is the answer
             Flush: self._flush,
             Stop: self._stop,
@@ -108,6 +123,7 @@ class IOThread:
             Publish: self._publisher.link,
             GroupAdd: self._consumer.link,
             GroupDiscard: self._consumer.link,
+            NormalGroupChange: self._publisher.link,
             AwaitReady: self._consumer.link,
             Flush: self._consumer.link,
         }
@@ -318,6 +334,8 @@ class IOThread:
             len(groups),
             extra={"event": "flushed", "count": dropped, "groups": len(groups)},
         )
+        for group, channel in self._normal_groups.made():
+            self._handle(NormalGroupChange(reply=None, group=group, channel=channel, joining=False))
         self._consumer.purge(request, sorted(self._normal_queues))
 
     def _take(self, request: Take) -> None:

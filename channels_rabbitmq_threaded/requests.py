@@ -71,6 +71,13 @@ class GroupDiscard(_MembershipChange):
 
 
 @dataclass(slots=True)
+class NormalGroupChange(_MembershipChange):
+    """Bind (`joining`) or unbind a normal channel's queue and a group (`normal_groups.py`); answered once done."""
+
+    joining: bool = True
+
+
+@dataclass(slots=True)
 class AwaitReady(_Answered):
     """Answered once the queue is declared and consumed (at once when it already is)."""
 

@@ -8,6 +8,8 @@ import random
 import pytest
 from channels.exceptions import ChannelFull
 
+from channels_rabbitmq_threaded import RabbitmqLayerError
+
 from .conftest import TEST_EXCHANGE
 
 JOBS = 500
@@ -133,3 +135,39 @@ async def test_a_quorum_normal_channel_keeps_the_semantics(make_layer) -> None:
     assert sorted(received) == list(range(accepted))  # each once; order is best effort on normal channels
     arguments = make_layer(**quorum).settings.normal_queue("jobs.quorum")[1]
     assert arguments["x-queue-type"] == "quorum"
+
+
+async def test_a_normal_channel_in_a_group_gets_one_copy_for_its_receivers(make_layer) -> None:
+    adder, sender, worker = make_layer(**NORMAL), make_layer(**NORMAL), make_layer(**NORMAL)
+    member = await worker.new_channel()
+    await worker.group_add("jobs-group", member)
+    await adder.group_add("jobs-group", "jobs.grouped")  # a send-only process binds a queue it never reads
+    await sender.group_send("jobs-group", {"type": "g", "n": 1})
+    assert await asyncio.wait_for(worker.receive("jobs.grouped"), 10) == {"type": "g", "n": 1}
+    assert await asyncio.wait_for(worker.receive(member), 10) == {"type": "g", "n": 1}
+
+    await adder.group_discard("jobs-group", "jobs.grouped")
+    await sender.group_send("jobs-group", {"type": "g", "n": 2})
+    await sender.send("jobs.grouped", {"type": "direct"})  # same queue: had the group message gone in, it came first
+    assert await asyncio.wait_for(worker.receive(member), 10) == {"type": "g", "n": 2}
+    assert await asyncio.wait_for(worker.receive("jobs.grouped"), 10) == {"type": "direct"}
+
+
+async def test_flush_removes_the_normal_channels_a_process_added_to_groups(make_layer) -> None:
+    layer, worker = make_layer(**NORMAL), make_layer(**NORMAL)
+    await layer.group_add("flushed-group", "jobs.flushed")
+    await layer.flush()
+    await layer.group_send("flushed-group", {"type": "g"})
+    await layer.send("jobs.flushed", {"type": "direct"})
+    assert await asyncio.wait_for(worker.receive("jobs.flushed"), 10) == {"type": "direct"}
+
+
+async def test_a_refused_normal_binding_raises_and_the_layer_goes_on(make_layer) -> None:
+    other = make_layer(normal_channel_prefix=NORMAL["normal_channel_prefix"], channel_capacity={"jobs.odd": 3})
+    await other.send("jobs.odd", {"type": "declared with x-max-length 3"})
+    layer = make_layer(**NORMAL)
+    with pytest.raises(RabbitmqLayerError, match=r"refused to add 'jobs\.odd' in 'odd-group'.*PRECONDITION_FAILED"):
+        await asyncio.wait_for(layer.group_add("odd-group", "jobs.odd"), 30)  # hang guard
+    channel = await layer.new_channel()
+    await layer.send(channel, {"type": "still working"})
+    assert await asyncio.wait_for(layer.receive(channel), 10) == {"type": "still working"}

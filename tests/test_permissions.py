@@ -37,6 +37,9 @@ async def test_every_feature_works_with_the_documented_permissions(chat_vhost: s
         assert [(await b.receive(channel))["type"] for _ in range(2)] == ["direct", "group"]
         await a.send("jobs.permitted", {"type": "job"})  # a normal channel: its durable queue channels.jobs.permitted
         assert (await asyncio.wait_for(b.receive("jobs.permitted"), 10))["type"] == "job"
+        await a.group_add("room", "jobs.permitted")  # a normal channel in a group: its queue bound to it
+        await a.group_send("room", {"type": "group job"})
+        assert (await asyncio.wait_for(b.receive("jobs.permitted"), 10))["type"] == "group job"
         await a.flush()
         await b.group_discard("room", channel)
     finally:
