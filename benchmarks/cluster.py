@@ -1,14 +1,15 @@
-"""Run a benchmark against a private two-node cluster (3.10 from this machine, or 4.3 from the cached root).
+"""Run a benchmark against a private cluster (3.10 from this machine, or 4.3 from the cached root).
 
-    python benchmarks/cluster.py [--rabbitmq4] COMMAND...
+    python benchmarks/cluster.py [--rabbitmq4] [--nodes 2] COMMAND...
 
-Starts nodes A and B (B joined to A) with their own ports and data, runs COMMAND with AMQP_URL aimed at A,
-AMQP_URL_B at B and RABBITMQCTL at A, then stops both. For example
+Starts nodes A, B (and C...; each joined to A) with their own ports and data, runs COMMAND with AMQP_URL aimed at
+A, AMQP_URL_B at B, AMQP_URLS at all of them (space-separated) and RABBITMQCTL at A, then stops them. For example
 `python benchmarks/cluster.py --rabbitmq4 python benchmarks/crash_cost.py` (the victim on A, the publisher on B).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import shlex
 import subprocess
@@ -22,20 +23,27 @@ from tests.rabbitmq4 import build_root
 
 
 def main(arguments: list[str]) -> int:
-    root = build_root() if arguments[:1] == ["--rabbitmq4"] else None
-    command = arguments[1:] if root else arguments
-    if not command:
+    parser = argparse.ArgumentParser(usage=__doc__)
+    parser.add_argument("--rabbitmq4", action="store_true")
+    parser.add_argument("--nodes", type=int, default=2)
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(arguments)
+    if not args.command or args.nodes < 2:
         print(__doc__, file=sys.stderr)
         return 2
-    with private_cluster(2, root=root) as ((a, b), (port_a, port_b)):
+    root = build_root() if args.rabbitmq4 else None
+    with private_cluster(args.nodes, root=root) as (nodes, ports):
+        urls = [f"amqp://guest:guest@127.0.0.1:{port}/%2F" for port in ports]
         environment = {
             **os.environ,
-            "AMQP_URL": f"amqp://guest:guest@127.0.0.1:{port_a}/%2F",
-            "AMQP_URL_B": f"amqp://guest:guest@127.0.0.1:{port_b}/%2F",
-            "RABBITMQCTL": shlex.join(a.ctl_command()),
+            "AMQP_URL": urls[0],
+            "AMQP_URL_B": urls[1],
+            "AMQP_URLS": " ".join(urls),
+            "RABBITMQCTL": shlex.join(nodes[0].ctl_command()),
         }
-        print(f"cluster: {a.nodename} on {port_a}, {b.nodename} on {port_b}", file=sys.stderr)
-        return subprocess.run(command, env=environment, check=False).returncode
+        named = ", ".join(f"{node.nodename} on {port}" for node, port in zip(nodes, ports, strict=True))
+        print(f"cluster: {named}", file=sys.stderr)
+        return subprocess.run(args.command, env=environment, check=False).returncode
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ class Settings:
         expiry: float = 60,
         local_capacity: int = 100,
         local_expiry: float | None = None,
-        remote_capacity: int = 100,
+        remote_capacity: int = 2000,
         prefetch_count: int = 10,
         ssl_context: ssl.SSLContext | None = None,
         groups_exchange: str = "groups",

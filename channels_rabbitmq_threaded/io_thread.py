@@ -431,8 +431,9 @@ class EffectsCarrier:
 
     def _describe_pause(self) -> str:
         return (
-            f"local_capacity ({self._routing.capacity}) reached and no receive() is waiting; RabbitMQ keeps the backlog"
-            f" and senders get ChannelFull at remote_capacity. Biggest backlogs: {self._routing.biggest_backlogs()}"
+            f"local_capacity ({self._routing.capacity}) reached, and no receive() is waiting or every channel holding"
+            " messages is being read; RabbitMQ keeps the backlog and senders get ChannelFull at remote_capacity."
+            f" Biggest backlogs: {self._routing.biggest_backlogs()}"
         )
 
 

@@ -10,19 +10,22 @@ I/O thread) carries out:
   waiting receiver if there is one (a `Handoff`), else into that channel's `ChannelBuffer`;
 * a delivery is acknowledged (its token listed in `Effects.acks`) as soon as it is routed: from then on it lives in
   memory only (at-most-once);
+* a channel is *being read* while a receiver waits on it, and for `READING_WINDOW` seconds after a receiver last
+  took a message from it; a channel that is not (a websocket that died without `group_discard`) is *idle*;
 * `capacity` (the `local_capacity` option) bounds the deliveries held in memory for the whole process, counting a
   group delivery once however many local members hold it. When the process is at capacity:
-    - if some receiver is waiting anywhere in the process (the process is alive and reading), the oldest message of
-      the channel with the largest backlog is dropped to make room (`Drop(reason="capacity")`), so that a channel
-      nobody reads never stalls the others;
-    - if nobody is waiting, the delivery is *held*: neither routed nor acknowledged. RabbitMQ stops sending once
-      `prefetch_count` deliveries are unacknowledged, the backlog grows on the broker up to its length limit, and
-      senders get `ChannelFull`. Held deliveries are routed and acknowledged, in order, as soon as room is made or
-      a receiver starts waiting;
-* each channel holds at most `channel_capacity(channel)` messages (the `capacity`/`channel_capacity` options): a
-  delivery that finds its channel full is the one dropped, never one already there (`Drop(reason="channel
-  capacity")` for a group message's copy, as the Channels spec says; `Drop(reason="direct over capacity")` for a
-  direct send, which RabbitMQ confirmed to its sender before this process could know the channel was full);
+    - if some receiver is waiting anywhere in the process and some idle channel holds messages, the oldest message
+      of the idle channel with the largest backlog is dropped to make room (`Drop(reason="capacity")`), so that a
+      channel nobody reads never stalls the others;
+    - else the delivery is *held*: neither routed nor acknowledged. RabbitMQ stops sending once `prefetch_count`
+      deliveries are unacknowledged, the backlog grows on the broker up to its length limit, and senders get
+      `ChannelFull`. Held deliveries are routed and acknowledged, in order, as soon as room is made, or a channel
+      turns idle (`next_expiry` says when to look again);
+* an idle channel holds at most `channel_capacity(channel)` messages (the `capacity`/`channel_capacity` options): a
+  delivery that finds it full is the one dropped, never one already there (`Drop(reason="channel capacity")` for a
+  group message's copy, as the Channels spec says; `Drop(reason="direct over capacity")` for a direct send, which
+  RabbitMQ confirmed to its sender before this process could know the channel was full). A channel being read
+  takes what comes, within `capacity`: a burst (the backlog of a reconnect) waits for its reader, not dropped;
 * a message that waits longer than `expiry` (the `local_expiry` option) is dropped (`Drop(reason="expired")`), and
   its channel is removed from all its groups (the Channels spec's persistence rule): a group left with no local
   member is listed in `Effects.unbind`;
@@ -38,6 +41,8 @@ Bounds: nothing here grows with the channels, groups or messages that have come 
 
 * `_buffers`, a `ChannelBuffer` per channel: only while the channel holds a message or a waiting receiver. Every
   path that empties one forgets it (taken, handed over, expired, shed, given up, flushed).
+* `_reads`, a `RecentReads` entry per channel read whose buffer went: at most `READING_WINDOW` seconds (the next
+  `keep` or `expire` forgets the older ones), so at most the channels read within the window.
 * `_held`: from `offer` until room is made or the connection goes (`discard_held`); at most `prefetch_count`.
 * `_expiries`, an `ExpiryHeap` entry per buffered delivery: until it expires, stale once taken or shed; at most
   2 x `in_memory` + `EXPIRY_HEAP_SLACK` (past that it drops its stale entries in one pass).
@@ -58,7 +63,7 @@ import heapq
 import itertools
 import math
 import sys
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -74,6 +79,8 @@ Message = dict[str, Any]
 # this many: the work is paid for by the stale entries that made it due, so each costs O(1) over time.
 EXPIRY_HEAP_SLACK = 64
 AGE_HEAP_SLACK = 64
+
+READING_WINDOW = 5.0  # seconds a channel counts as being read after a receiver last took a message from it
 
 
 class DropReason(str, enum.Enum):
@@ -117,6 +124,58 @@ class ChannelBuffer(Generic[W]):
 
     messages: deque[_Buffered] = field(default_factory=deque)
     waiters: deque[W] = field(default_factory=deque)
+    read_at: float = -math.inf  # when a receiver last took a message from it (while it held any since)
+
+    def being_read(self, now: float) -> bool:
+        return bool(self.waiters) or now - self.read_at < READING_WINDOW
+
+
+def biggest_idle_backlog(buffers: dict[str, ChannelBuffer[W]], now: float) -> tuple[str, ChannelBuffer[W]] | None:
+    """The idle channel with the largest backlog, if any channel that holds messages is idle."""
+    idle = [item for item in buffers.items() if item[1].messages and not item[1].being_read(now)]
+    return max(idle, key=lambda item: len(item[1].messages)) if idle else None
+
+
+def first_turning_idle(buffers: dict[str, ChannelBuffer[W]], now: float) -> float:
+    """When the first channel that holds messages and is being read (by its last take) turns idle; always after
+    `now` (infinity if none will)."""
+    read = [b.read_at for b in buffers.values() if b.messages and not b.waiters and b.being_read(now)]
+    return min(read) + READING_WINDOW if read else math.inf
+
+
+class RecentReads:
+    """When channels that hold nothing now were last read, for `READING_WINDOW` seconds: a channel whose reader is
+    busy with the message it was handed is still being read when the next one comes. Each `keep` forgets the
+    entries older than the window at the front (oldest first)."""
+
+    def __init__(self) -> None:
+        self._read_at: OrderedDict[str, float] = OrderedDict()
+
+    def keep(self, channel: str, read_at: float) -> None:
+        if read_at == -math.inf:
+            return  # never read
+        self._read_at[channel] = read_at
+        self._read_at.move_to_end(channel)
+        self.forget_before(read_at - READING_WINDOW)
+
+    def next_due(self) -> float:
+        """When the oldest entry is to be forgotten (infinity: none kept)."""
+        return next(iter(self._read_at.values())) + READING_WINDOW if self._read_at else math.inf
+
+    def forget_before(self, time: float) -> None:
+        """Forget the entries at the front (the oldest kept) read at `time` or before."""
+        while self._read_at and next(iter(self._read_at.values())) <= time:
+            self._read_at.popitem(last=False)
+
+    def last(self, channel: str) -> float:
+        """When `channel` was last read (-inf: not within the window, as far as is kept); forgets it."""
+        return self._read_at.pop(channel, -math.inf)
+
+    def clear(self) -> None:
+        self._read_at.clear()
+
+    def __len__(self) -> int:
+        return len(self._read_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,6 +400,8 @@ class Inbox(Generic[W, T]):
         self._expiries = ExpiryHeap()
         self._in_memory = 0  # deliveries held by at least one channel
         self._waiting = 0  # waiters over all channels
+        self._recheck_at = math.inf  # while deliveries are held and someone waits: when a backlog may turn idle
+        self._reads = RecentReads()  # when channels with no buffer now were last read, within READING_WINDOW
         self.handed_over = 0  # messages handed to receivers since start (a figure for stats())
         self.put_backs = 0  # messages put back by receivers that could not take them, since start
 
@@ -350,9 +411,10 @@ class Inbox(Generic[W, T]):
         """A delivery arrived from the broker: route and acknowledge it, or hold it (capacity reached)."""
         effects: Effects[W, T] = Effects()
         self._expire(now, effects)
-        if self._held or not self._has_room():
+        if self._held or not self._has_room(now):
             effects.paused = not self._held
             self._held.append((token, recipient, message))
+            self._recheck_at = first_turning_idle(self._buffers, now) if self._waiting else math.inf
             return effects
         self._route(recipient, message, now, effects)
         effects.acks.append(token)
@@ -372,7 +434,7 @@ class Inbox(Generic[W, T]):
         self._expire(now, effects)
         buffer = self._buffer(channel)
         if buffer.messages:
-            message, expires_at = self._pop(channel, buffer)
+            message, expires_at = self._pop(channel, buffer, now)
             effects.handoffs.append(Handoff(waiter, channel, message, expires_at))
             self.handed_over += 1
             self._forget_if_empty(channel, buffer)
@@ -383,15 +445,14 @@ class Inbox(Generic[W, T]):
         return effects
 
     def take_ready(self, channel: str, now: float) -> Message | None:
-        """The head of `channel`, when taking it is all a receive() needs: the channel has a message, it has not
-        expired, and no held delivery waits for the room that taking it makes. None: call `take` (it does the rest).
-        """
+        """The head of `channel`, when taking it is all a receive() needs: it is there, fresh, and no held delivery
+        waits for the room that taking it makes. None: call `take` (it does the rest)."""
         if self._held:
             return None
         buffer = self._buffers.get(channel)
         if buffer is None or not buffer.messages or buffer.messages[0].expires_at <= now:
             return None
-        message, _ = self._pop(channel, buffer)
+        message, _ = self._pop(channel, buffer, now)
         self.handed_over += 1
         self._forget_if_empty(channel, buffer)
         return message
@@ -425,6 +486,7 @@ class Inbox(Generic[W, T]):
         self.put_backs += 1
         buffer = self._buffer(channel)
         if buffer.waiters:
+            buffer.read_at = now
             self._hand_to_next_waiter(buffer, channel, message, expires_at, effects)
         else:
             buffered = _Buffered(message, expires_at, [channel], shared=False)
@@ -438,6 +500,7 @@ class Inbox(Generic[W, T]):
     def expire(self, now: float) -> Effects[W, T]:
         """Drop messages older than `expiry` and memberships older than `group_expiry`; refill from held ones."""
         effects: Effects[W, T] = Effects()
+        self._reads.forget_before(now - READING_WINDOW)
         self._expire(now, effects)
         effects.memberships_expired, emptied = self.membership.expire(now - self.group_expiry)
         effects.unbind.extend(emptied)
@@ -445,11 +508,11 @@ class Inbox(Generic[W, T]):
         return effects
 
     def next_expiry(self) -> float | None:
-        """When the next message or membership expires (None: nothing will). Call `expire` then."""
+        """When a message or membership expires next, or held deliveries are looked at again; call `expire` then."""
         message = self._expiries.next_due()
         oldest_membership = self.membership.oldest()
         membership = math.inf if oldest_membership is None else oldest_membership + self.group_expiry
-        due = min(message, membership)
+        due = min(message, membership, self._recheck_at, self._reads.next_due())
         return None if due == math.inf else due
 
     # -- the whole -----------------------------------------------------------------------------------------------
@@ -486,17 +549,15 @@ class Inbox(Generic[W, T]):
         """The entries of each structure kept by name or by message (the bounds are in the module's docstring)."""
         return {
             "channel_buffers": len(self._buffers),
+            "recent_reads": len(self._reads),
             "expiry_entries": len(self._expiries),
             "memberships": self.membership.membership_count,
             "membership_ages": self.membership.age_heap_size(),
         }
 
     def flush(self) -> tuple[list[T], list[str], int]:
-        """flush(): drop every message and membership, keep waiting receivers.
-
-        Returns the held tokens (acknowledge them: their messages are dropped), the groups to unbind, and how many
-        messages were dropped.
-        """
+        """flush(): drop every message and membership, keep waiting receivers. Returns the held tokens (acknowledge
+        them: their messages are dropped), the groups to unbind, and how many messages were dropped."""
         held = [token for token, _, _ in self._held]
         dropped = self._in_memory + len(self._held)
         self._held.clear()
@@ -512,6 +573,7 @@ class Inbox(Generic[W, T]):
         waiters = [waiter for buffer in self._buffers.values() for waiter in buffer.waiters]
         dropped = self._in_memory + len(self._held)
         self._buffers.clear()
+        self._reads.clear()
         self._held.clear()
         self._expiries.clear()
         self._in_memory = self._waiting = 0
@@ -519,8 +581,11 @@ class Inbox(Generic[W, T]):
 
     # -- internals ---------------------------------------------------------------------------------------------
 
-    def _has_room(self) -> bool:
-        return self._in_memory < self.capacity or self._waiting > 0
+    def _has_room(self, now: float) -> bool:
+        """Room for one more delivery: under capacity, or an idle backlog to shed while someone waits."""
+        return self._in_memory < self.capacity or (
+            self._waiting > 0 and biggest_idle_backlog(self._buffers, now) is not None
+        )
 
     def _route(self, recipient: Recipient, message: Message, now: float, effects: Effects[W, T]) -> None:
         if recipient.is_group:
@@ -538,25 +603,27 @@ class Inbox(Generic[W, T]):
             buffer = self._buffer(channel)
             if buffer.waiters:
                 copy = dict(message) if shared else message
+                buffer.read_at = now
                 self._hand_to_next_waiter(buffer, channel, copy, expires_at, effects)
-            elif len(buffer.messages) >= self.channel_capacity(channel):
+            elif len(buffer.messages) >= self.channel_capacity(channel) and not buffer.being_read(now):
                 effects.drops.append(Drop(channel, full))  # the newcomer goes, never what the channel holds
             else:
                 buffered.holders.append(channel)
                 buffer.messages.append(buffered)
         if buffered.holders:
             self._remember(buffered)
-            self._shed(effects)
+            self._shed(now, effects)
 
     def _buffer(self, channel: str) -> ChannelBuffer[W]:
         buffer = self._buffers.get(channel)
         if buffer is None:
-            buffer = self._buffers[channel] = ChannelBuffer()
+            buffer = self._buffers[channel] = ChannelBuffer(read_at=self._reads.last(channel))
         return buffer
 
     def _hand_to_next_waiter(
         self, buffer: ChannelBuffer[W], channel: str, message: Message, expires_at: float, effects: Effects[W, T]
     ) -> None:
+        """Hand `message` to the channel's first waiter (its caller sets `buffer.read_at`: a hand-off is a read)."""
         self._waiting -= 1
         self.handed_over += 1
         effects.handoffs.append(Handoff(buffer.waiters.popleft(), channel, message, expires_at))
@@ -566,17 +633,18 @@ class Inbox(Generic[W, T]):
         self._in_memory += 1
         self._expiries.push(buffered)
 
-    def _shed(self, effects: Effects[W, T]) -> None:
-        """Over capacity (only possible while someone waits): drop the oldest of the biggest backlog."""
-        while self._in_memory > self.capacity:
-            channel, buffer = max(self._buffers.items(), key=lambda item: len(item[1].messages))
+    def _shed(self, now: float, effects: Effects[W, T]) -> None:
+        """Over capacity (while someone waits): drop the oldest message of the biggest idle backlog."""
+        while self._in_memory > self.capacity and (idle := biggest_idle_backlog(self._buffers, now)) is not None:
+            channel, buffer = idle
             buffered = buffer.messages.popleft()
             self._release_holder(buffered, channel)
             effects.drops.append(Drop(channel, DropReason.CAPACITY))
             self._forget_if_empty(channel, buffer)
 
-    def _pop(self, channel: str, buffer: ChannelBuffer[W]) -> tuple[Message, float]:
-        """Take the head of `channel`: the message (its own copy if other channels share it) and its expiry."""
+    def _pop(self, channel: str, buffer: ChannelBuffer[W], now: float) -> tuple[Message, float]:
+        """Take the head of `channel` for a receiver: the message (its own copy if shared) and its expiry."""
+        buffer.read_at = now
         buffered = buffer.messages.popleft()
         self._release_holder(buffered, channel)
         return (dict(buffered.message) if buffered.shared else buffered.message), buffered.expires_at
@@ -588,10 +656,11 @@ class Inbox(Generic[W, T]):
             self._expiries.released(self._in_memory)
 
     def _release_held(self, now: float, effects: Effects[W, T]) -> None:
-        while self._held and self._has_room():
+        while self._held and self._has_room(now):
             token, recipient, message = self._held.popleft()
             self._route(recipient, message, now, effects)
             effects.acks.append(token)
+        self._recheck_at = first_turning_idle(self._buffers, now) if self._held and self._waiting else math.inf
 
     def _expire(self, now: float, effects: Effects[W, T]) -> None:
         for buffered in self._expiries.pop_due(now):
@@ -608,3 +677,4 @@ class Inbox(Generic[W, T]):
     def _forget_if_empty(self, channel: str, buffer: ChannelBuffer[W]) -> None:
         if not buffer.messages and not buffer.waiters:
             del self._buffers[channel]
+            self._reads.keep(channel, buffer.read_at)

@@ -9,9 +9,9 @@ from .churn import CACHES, run_churn
 pytestmark = pytest.mark.slow
 
 PER_CHANNEL = {  # every structure kept by channel, group, message or delivery: empty once the churn is over
-    "channel_buffers", "expiry_entries", "memberships", "membership_ages", "unacknowledged_ids", "binds_in_flight",
-    "delayed_unbinds", "stale_bindings", "normal_consumers", "unacknowledged_deliveries", "declares_in_flight",
-    "queues_left_behind",
+    "channel_buffers", "recent_reads", "expiry_entries", "memberships", "membership_ages", "unacknowledged_ids",
+    "binds_in_flight", "delayed_unbinds", "stale_bindings", "normal_consumers", "unacknowledged_deliveries",
+    "declares_in_flight", "queues_left_behind",
 }  # fmt: skip
 CACHED = {"message_ids", "checked_names", "declared_queues", "normal_queues"}  # bounded caches, made small
 

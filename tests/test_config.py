@@ -16,7 +16,7 @@ def test_defaults() -> None:
     settings = Settings.from_options()
     assert settings.hosts == (DEFAULT_HOST,)
     assert (settings.expiry, settings.local_expiry) == (60, 60)
-    assert (settings.local_capacity, settings.remote_capacity, settings.prefetch_count) == (100, 100, 10)
+    assert (settings.local_capacity, settings.remote_capacity, settings.prefetch_count) == (100, 2000, 10)
     assert settings.groups_exchange == "groups" and settings.group_expiry == 86400
     assert settings.connect_timeout == 10
     assert settings.max_message_size == 16 * 1024 * 1024  # RabbitMQ 4.0's own default: no bigger message by default

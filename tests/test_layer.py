@@ -396,6 +396,17 @@ async def test_channel_capacity_bounds_one_channels_backlog(make_layer, caplog) 
     assert layer.stats().drops == {"direct over capacity": 2}
 
 
+async def test_a_channel_being_read_gets_a_burst_beyond_its_capacity(make_layer) -> None:
+    layer = make_layer(capacity=2)
+    channel = await layer.new_channel()
+    await layer.send(channel, {"type": "first"})
+    assert await layer.receive(channel) == {"type": "first"}  # its reader took a message: it is being read
+    for n in range(10):
+        await layer.send(channel, {"type": "n", "n": n})  # its reader is busy meanwhile
+    assert [(await asyncio.wait_for(layer.receive(channel), 10))["n"] for _ in range(10)] == list(range(10))
+    assert layer.stats().drops == {}
+
+
 async def test_a_full_channel_keeps_its_confirmed_sends_and_drops_the_group_message(make_layer) -> None:
     layer = make_layer(capacity=2)
     channel, sentinel = await layer.new_channel(), await layer.new_channel()

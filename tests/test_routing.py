@@ -8,6 +8,7 @@ from channels_rabbitmq_threaded.envelope import Recipient
 from channels_rabbitmq_threaded.routing import (
     AGE_HEAP_SLACK,
     EXPIRY_HEAP_SLACK,
+    READING_WINDOW,
     Drop,
     DropReason,
     GroupMembership,
@@ -120,6 +121,32 @@ def test_a_waiting_receiver_releases_held_deliveries_and_sheds_the_biggest_backl
     assert remaining == [{"n": 2}, {"n": 3}]
 
 
+def test_at_capacity_a_backlog_being_read_is_held_not_shed_until_its_channel_turns_idle() -> None:
+    inbox: Inbox[str, int] = Inbox(capacity=2, expiry=60)
+    for n in range(3):
+        inbox.offer(n, to("busy!1"), {"n": n}, now=0)
+    inbox.take("busy!1", "w0", now=1)  # its reader takes n=0, routes n=2, and is busy with it: being read
+    inbox.take("other!1", "w", now=1)  # a receiver waits elsewhere
+    effects = inbox.offer(3, to("busy!1"), {"n": 3}, now=2)
+    assert effects.acks == [] and effects.drops == [] and inbox.held == 1  # back-pressure, nothing dropped
+    assert inbox.next_expiry() == 1 + READING_WINDOW  # when busy!1 turns idle unless read again
+    effects = inbox.take("busy!1", "w1", now=3)  # read again: room made, the held one routed
+    assert [h.message for h in effects.handoffs] == [{"n": 1}] and effects.acks == [3] and effects.drops == []
+    inbox.offer(4, to("busy!1"), {"n": 4}, now=3)  # held again
+    effects = inbox.expire(now=3 + READING_WINDOW)  # nobody read it since: idle, so its oldest is shed
+    assert effects.acks == [4] and effects.drops == [Drop("busy!1", DropReason.CAPACITY)]
+
+
+def test_a_channel_being_read_takes_a_burst_beyond_its_capacity() -> None:
+    inbox: Inbox[str, int] = Inbox(capacity=100, expiry=60, channel_capacity=lambda c: 2)
+    inbox.offer(0, to("a!1"), {"n": 0}, now=0)
+    inbox.take("a!1", "w", now=0)  # its reader took one and is busy with it
+    drops = [drop for n in range(1, 6) for drop in inbox.offer(n, to("a!1"), {"n": n}, now=1).drops]
+    assert drops == [] and inbox.biggest_backlogs() == [("a!1", 5)]
+    idle = inbox.offer(6, to("a!1"), {"n": 6}, now=READING_WINDOW + 1)  # not read for READING_WINDOW: idle
+    assert idle.drops == [Drop("a!1", DropReason.DIRECT_OVER_CAPACITY)]
+
+
 def test_expiry_drops_old_messages_and_leaves_groups() -> None:
     inbox: Inbox[str, int] = Inbox(capacity=10, expiry=5)
     inbox.membership.add("g", "a!1", 0)
@@ -134,7 +161,9 @@ def test_expiry_drops_old_messages_and_leaves_groups() -> None:
     assert not inbox.membership.is_member("h", "a!1")
     assert inbox.next_expiry() == 8
     assert inbox.take("a!1", "w", now=6).handoffs[0].message == {"old": False}
-    assert inbox.next_expiry() is None
+    assert inbox.next_expiry() == 6 + READING_WINDOW  # when the record of that read is forgotten
+    inbox.expire(now=6 + READING_WINDOW)
+    assert inbox.next_expiry() is None and inbox.bookkeeping()["recent_reads"] == 0
 
 
 def test_take_never_hands_out_an_expired_message() -> None:
