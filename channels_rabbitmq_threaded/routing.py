@@ -41,8 +41,9 @@ Bounds: nothing here grows with the channels, groups or messages that have come 
 
 * `_buffers`, a `ChannelBuffer` per channel: only while the channel holds a message or a waiting receiver. Every
   path that empties one forgets it (taken, handed over, expired, shed, given up, flushed).
-* `_reads`, a `RecentReads` entry per channel read whose buffer went: at most `READING_WINDOW` seconds (the next
-  `keep` or `expire` forgets the older ones), so at most the channels read within the window.
+* `_reads`, a `RecentReads` entry per channel read whose buffer went: at most 2 x `READING_WINDOW` seconds (the
+  next `keep`, or the `expire` that `next_expiry` asks for, forgets the stale ones), so at most the channels read
+  within that time.
 * `_held`: from `offer` until room is made or the connection goes (`discard_held`); at most `prefetch_count`.
 * `_expiries`, an `ExpiryHeap` entry per buffered delivery: until it expires, stale once taken or shed; at most
   2 x `in_memory` + `EXPIRY_HEAP_SLACK` (past that it drops its stale entries in one pass).
@@ -159,8 +160,9 @@ class RecentReads:
         self.forget_before(read_at - READING_WINDOW)
 
     def next_due(self) -> float:
-        """When the oldest entry is to be forgotten (infinity: none kept)."""
-        return next(iter(self._read_at.values())) + READING_WINDOW if self._read_at else math.inf
+        """When to forget old entries (infinity: none kept): a window after the oldest is stale, so that one
+        `expire` forgets a window's worth at once, not one entry per timer."""
+        return next(iter(self._read_at.values())) + 2 * READING_WINDOW if self._read_at else math.inf
 
     def forget_before(self, time: float) -> None:
         """Forget the entries at the front (the oldest kept) read at `time` or before."""
