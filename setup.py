@@ -31,7 +31,6 @@ setup(
         "example": [
             "daphne>=4",
             "gunicorn>=21",
-            "gevent>=24",
             "celery>=5.3",
             "uvicorn[standard]>=0.30",
             "prometheus_client>=0.17",
@@ -45,7 +44,6 @@ setup(
             "cryptography>=3.4",
             "websockets>=14",
             "prometheus_client>=0.17",
-            "django-health-check>=4",
             "opentelemetry-sdk>=1.20",
             "playwright>=1.40",
             "daphne>=4",

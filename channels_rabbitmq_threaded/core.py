@@ -51,6 +51,7 @@ from .requests import (
     Request,
     Stop,
     Take,
+    UnbindNormalGroups,
 )
 from .stats import CallStats, LayerStats, idle
 
@@ -240,6 +241,7 @@ class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
         receive() calls keep waiting.
         """
         await self._ask(Flush(reply=None))
+        await self._ask(UnbindNormalGroups(reply=None))
         body = encode({"from": self.queue_name}, Recipient(is_group=True, name=FLUSH_GROUP), self.settings.fernet)
         await self._ask(Publish(reply=None, exchange=self.settings.control_exchange, routing_key="", body=body))
 

@@ -74,6 +74,7 @@ from .requests import (
     Request,
     Stop,
     Take,
+    UnbindNormalGroups,
 )
 from .routing import DropReason, Effects, Inbox, Message
 from .shared_inbox import SharedInbox
@@ -112,6 +113,7 @@ class IOThread:
             GroupAdd: self._group_add,
             GroupDiscard: self._group_discard,
             NormalGroupChange: self._normal_groups.change,
+            UnbindNormalGroups: self._unbind_normal_groups,
             AwaitReady: AwaitReady.resolve,  # the consumer link is ready: that is the answer
             Flush: self._flush,
             Stop: self._stop,
@@ -124,6 +126,7 @@ class IOThread:
             GroupAdd: self._consumer.link,
             GroupDiscard: self._consumer.link,
             NormalGroupChange: self._publisher.link,
+            UnbindNormalGroups: self._publisher.link,
             AwaitReady: self._consumer.link,
             Flush: self._consumer.link,
         }
@@ -334,9 +337,12 @@ class IOThread:
             len(groups),
             extra={"event": "flushed", "count": dropped, "groups": len(groups)},
         )
-        for group, channel in self._normal_groups.made():
-            self._handle(NormalGroupChange(reply=None, group=group, channel=channel, joining=False))
         self._consumer.purge(request, sorted(self._normal_queues))
+
+    def _unbind_normal_groups(self, request: UnbindNormalGroups) -> None:
+        changes = self._normal_groups.unbind_all(request)
+        for change in changes:
+            self._handle(change)
 
     def _take(self, request: Take) -> None:
         self._consumer.link.start()  # a receive() needs the queue: connect the consumer link if nothing has yet

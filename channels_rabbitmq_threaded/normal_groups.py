@@ -30,6 +30,7 @@ Owned by the I/O thread.
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any
 
 from .config import Settings
@@ -37,7 +38,9 @@ from .errors import RabbitmqLayerError
 from .inflight import Waiting
 from .link import Link, guarded
 from .names import RecentNames
-from .requests import NormalGroupChange
+from .requests import NormalGroupChange, UnbindNormalGroups
+
+logger = logging.getLogger(__name__)
 
 _SEPARATOR = "\x00"  # between group and channel in a remembered binding: no valid name holds it
 
@@ -63,11 +66,16 @@ class NormalGroupBindings:
             self._made.pop(key, None)
         connection.channel(on_open_callback=functools.partial(self._on_channel_open, request))
 
-    def made(self) -> list[tuple[str, str]]:
-        """The (group, channel) bindings this process made and has not removed, forgetting them (flush())."""
-        made = [tuple(key.split(_SEPARATOR, 1)) for key in self._made]
+    def unbind_all(self, request: UnbindNormalGroups) -> list[NormalGroupChange]:
+        """flush(): the changes that remove every binding this process made (run them); `request` is answered once
+        the last is (at once if there is none). A failed one is logged: flush() goes on."""
+        made = [key.split(_SEPARATOR, 1) for key in self._made]
         self._made.clear()
-        return made  # type: ignore[return-value]
+        if not made:
+            request.resolve()
+            return []
+        reply = _AllAnswered(request, len(made))
+        return [NormalGroupChange(reply=reply, group=group, channel=channel, joining=False) for group, channel in made]
 
     def __len__(self) -> int:
         return len(self._made)
@@ -107,3 +115,21 @@ class NormalGroupBindings:
             verb = "add" if request.joining else "discard"
             request.fail(RabbitmqLayerError(f"RabbitMQ refused to {verb} {request.channel!r} in {request.group!r}: "
                                             f"{reason}"))  # fmt: skip
+
+
+class _AllAnswered:
+    """The reply of each of `count` changes: answers `request` once all are (a failure is logged, not raised)."""
+
+    def __init__(self, request: UnbindNormalGroups, count: int) -> None:
+        self._request = request
+        self._left = count
+
+    def resolve(self, value: object = None) -> None:
+        self._left -= 1
+        if self._left == 0:
+            self._request.resolve()
+
+    def fail(self, exc: BaseException) -> None:
+        message = "flush() could not remove a normal channel's group binding: %s"
+        logger.warning(message, exc, extra={"event": "normal_unbind_failed"})
+        self.resolve()

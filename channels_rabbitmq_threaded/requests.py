@@ -78,6 +78,11 @@ class NormalGroupChange(_MembershipChange):
 
 
 @dataclass(slots=True)
+class UnbindNormalGroups(_Answered):
+    """flush(): remove the normal channels' group bindings this process made; answered once RabbitMQ has."""
+
+
+@dataclass(slots=True)
 class AwaitReady(_Answered):
     """Answered once the queue is declared and consumed (at once when it already is)."""
 

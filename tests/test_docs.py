@@ -96,6 +96,7 @@ print("DOCS-OK", response.content.decode())
 
 def test_the_watching_section_of_the_operations_guide_runs_as_written(tmp_path: Path) -> None:
     """Its Python blocks, in order, in one script: stats and ping, the metrics view, OpenTelemetry, the health URL."""
+    pytest.importorskip("health_check", reason="django-health-check 4 needs Django 5.2: not installed here")
     guide = (DOCS / "operations.md").read_text()
     section = guide.split("## Watching the layer", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, re.DOTALL)

@@ -1,5 +1,5 @@
 """The exporters read `stats()` after real traffic, a drop and a reconnect: a `prometheus_client` registry scraped
-as Prometheus would, and the django-health-check check against a live and an unreachable broker."""
+as Prometheus would, and OpenTelemetry's instruments (the health check: `test_health.py`)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,13 @@ from collections.abc import Iterator
 
 import pytest
 from channels.layers import channel_layers
-from health_check.exceptions import ServiceUnavailable
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from channels_rabbitmq_threaded import RabbitmqChannelLayer
-from channels_rabbitmq_threaded.health import ChannelLayer
 from channels_rabbitmq_threaded.prometheus import LayerCollector, channels_layers
 
-from .conftest import broker_ctl, configure_django
-from .private_node import free_port
-
-configure_django()  # django-health-check's exceptions read settings
+from .conftest import broker_ctl
 
 
 @pytest.fixture
@@ -98,21 +93,6 @@ def test_the_default_collector_watches_only_this_backend(make_layer, registered)
     registered["crt-ours"] = channel_layers.backends["crt-ours"] = ours
     registered["crt-other"] = channel_layers.backends["crt-other"] = object()  # type: ignore[assignment]
     assert channels_layers()["crt-ours"] is ours and "crt-other" not in channels_layers()
-
-
-async def test_the_health_check_pings_through_the_broker(make_layer, registered) -> None:
-    registered["crt-live"] = channel_layers.backends["crt-live"] = make_layer()
-    await ChannelLayer(alias="crt-live").run()  # no exception: healthy
-
-
-async def test_the_health_check_reports_an_unreachable_broker_within_its_timeout(make_layer, registered) -> None:
-    dead = make_layer(host=f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F", connect_timeout=1)
-    registered["crt-dead"] = channel_layers.backends["crt-dead"] = dead
-    with pytest.raises(ServiceUnavailable, match="the channel layer"):
-        await asyncio.wait_for(ChannelLayer(alias="crt-dead").run(), 30)  # the outer bound only catches a hang
-    registered["crt-other"] = channel_layers.backends["crt-other"] = object()  # type: ignore[assignment]
-    with pytest.raises(ServiceUnavailable, match="not a channels_rabbitmq_threaded layer"):
-        await ChannelLayer(alias="crt-other").run()
 
 
 async def test_opentelemetry_reports_by_the_messaging_conventions(make_layer, registered) -> None:

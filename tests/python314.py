@@ -1,0 +1,103 @@
+"""Python 3.14 for the tests: a private root built from Debian sid's packages, and the suite run inside it.
+
+    python -m tests.python314 pytest -m "not node and not slow"
+
+builds, once, a root file system with `python3.14` and its `venv` module from Debian sid (`mmdebstrap`, from
+Debian's archive, as `rabbitmq4.py` does; the version is pinned, `PINNED`), and a virtual environment in it
+(`/opt/venv`); then, in a mount namespace of its own, binds this checkout at `/project` in the root, installs it
+there with its `tests` extra (from the package index, trusting the host's certificate authorities, which go in
+the root's store), and runs the
+command in `/project` with that environment's Python. The root shares the host's network, so the tests reach the
+machine's RabbitMQ at 127.0.0.1:5672 as they do outside. The root is cached under
+``~/.cache/channels_rabbitmq_threaded/``. When the root cannot be built it says why and exits with status 3: it
+never skips. Needs root (chroot, a mount namespace), as CI has.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .rabbitmq4 import CACHE, Unavailable
+
+PINNED = "3.14.10"  # the Python 3.14 Debian sid gives (its archive is a frozen snapshot here)
+ROOT = CACHE / "python314-sid-root"
+BUILT = ROOT / ".built"  # written last: a root without it is incomplete and is built again
+CHECKOUT = Path(__file__).resolve().parent.parent
+HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")  # the package index may be reached through the host's CAs
+
+
+def python_version(root: Path) -> str:
+    command = ["chroot", str(root), "python3.14", "-c", "import platform; print(platform.python_version())"]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    return result.stdout.strip()
+
+
+def build_root() -> Path:
+    """The cached root with Python 3.14 and an empty virtual environment, built if missing or incomplete."""
+    if BUILT.exists():
+        return ROOT
+    if shutil.which("mmdebstrap") is None:
+        raise Unavailable("mmdebstrap is not installed: apt-get install mmdebstrap (.ci/run does)")
+    building = CACHE / f"building-python-{os.getpid()}"
+    shutil.rmtree(building, ignore_errors=True)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    print(f"python314: building a Debian sid root with Python 3.14 in {ROOT} (once)", file=sys.stderr)
+    command = [
+        "mmdebstrap", "--variant=apt", "--include=python3.14,python3.14-venv,ca-certificates",
+        "--aptopt=Acquire::Check-Valid-Until \"false\"",
+        "--customize-hook=printf '127.0.0.1 localhost\\n::1 localhost\\n' > \"$1/etc/hosts\"",
+        "sid", str(building),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        shutil.rmtree(building, ignore_errors=True)
+        raise Unavailable(f"mmdebstrap failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    version = python_version(building)
+    if version != PINNED:
+        shutil.rmtree(building, ignore_errors=True)
+        raise Unavailable(f"Debian sid gives Python {version!r}, not the pinned {PINNED}")
+    subprocess.run(["chroot", str(building), "python3.14", "-m", "venv", "/opt/venv"], check=True)
+    (building / "project").mkdir()
+    (building / BUILT.name).write_text(version + "\n")
+    shutil.rmtree(ROOT, ignore_errors=True)
+    building.rename(ROOT)
+    return ROOT
+
+
+def run_inside(root: Path, command: list[str]) -> int:
+    """Install the checkout in the root's environment and run `command` in it, in a mount namespace of its own."""
+    if HOST_CA.exists():  # pip reads the system's store (truststore), so the host's authorities go there
+        shutil.copyfile(HOST_CA, root / "etc" / "ssl" / "certs" / "ca-certificates.crt")
+    inside = (
+        "cd /project && export PIP_DISABLE_PIP_VERSION_CHECK=1 PATH=/opt/venv/bin:$PATH"
+        " && python -m pip install -q -e '.[tests]' && exec " + shlex.join(command)
+    )
+    script = (
+        f'mount --bind "{CHECKOUT}" "{root}/project" && mount -t proc proc "{root}/proc"'
+        f' && exec chroot "{root}" sh -c {shlex.quote(inside)}'
+    )
+    environment = {key: value for key, value in os.environ.items() if not key.startswith(("PIP_", "VIRTUAL_ENV"))}
+    environment["HOME"] = "/root"
+    unshare = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
+    return subprocess.run(unshare, env=environment, check=False).returncode
+
+
+def main(command: list[str]) -> int:
+    if not command:
+        print(__doc__, file=sys.stderr)
+        return 2
+    try:
+        root = build_root()
+    except (Unavailable, subprocess.CalledProcessError) as exc:
+        print(f"python314: unavailable: {exc}", file=sys.stderr)
+        return 3
+    return run_inside(root, command)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
