@@ -20,6 +20,7 @@ setup(
     install_requires=[
         "pika>=1.4,<2",
         "channels>=4.2.2,<5",
+        "Django>=4.2",
         "asgiref>=3.9,<4",
         "msgpack>=1.0,<2",
     ],
@@ -67,5 +68,10 @@ setup(
         "Programming Language :: Python :: 3.11",
         "Programming Language :: Python :: 3.12",
         "Programming Language :: Python :: 3.13",
+        "Programming Language :: Python :: 3.14",
+        "Framework :: Django :: 4.2",
+        "Framework :: Django :: 5.2",
+        "Framework :: Django :: 6.0",
+        "Framework :: Django :: 6.1",
     ],
 )

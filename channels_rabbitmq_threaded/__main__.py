@@ -1,9 +1,10 @@
 """`python -m channels_rabbitmq_threaded check | bench`: a self-check, and the benchmark (the `bench` package).
 
 Theory of operation of `check`: uses only the public layer API, as an application would, and prints each step with its
-timing. When it cannot connect it prints the layer's reason and a hint for that class of failure (`FAILURES`:
-unreachable, credentials refused, missing vhost, TLS spoken to a plain port or plain AMQP to a TLS port, an untrusted
-certificate), and exits with status 1.
+timing. When it cannot connect it prints the layer's reason once and a hint for that class of failure (`FAILURES`:
+unreachable, a host name that does not resolve, a server that is not AMQP, credentials refused, missing vhost, TLS
+spoken to a plain port or plain AMQP to a TLS port, an untrusted certificate), and exits with status 1. It checks
+the URL given, `$AMQP_URL`, or the whole CONFIG of a Django project's `CHANNEL_LAYERS` entry (`--django`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import ssl
 import statistics
 import sys
@@ -23,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 from asgiref.sync import async_to_sync
 
+from . import __version__
 from .bench import cli as bench_cli
 from .config import DEFAULT_HOST, redact_url
 from .core import RabbitmqChannelLayer
@@ -70,8 +73,10 @@ FAILURES = (
     Failure(
         "credentials refused",
         ("ACCESS_REFUSED - Login was refused", "ProbableAuthenticationError"),
-        "RabbitMQ refused the login of user '{user}': a wrong password, or a user that does not exist. To create\n"
-        "one: rabbitmqctl add_user {user} PASSWORD && rabbitmqctl set_permissions -p {vhost} {user} '.*' '.*' '.*'\n"
+        "RabbitMQ refused the login of user '{user}': a wrong password, or a user that does not exist.\n"
+        "If the user exists, set its password: rabbitmqctl change_password {user} PASSWORD\n"
+        "If not, create it: rabbitmqctl add_user {user} PASSWORD && "
+        "rabbitmqctl set_permissions -p {vhost} {user} '.*' '.*' '.*'\n"
         "The guest user may only connect from localhost (loopback_users in rabbitmq.conf).",
     ),
     Failure(
@@ -87,6 +92,18 @@ FAILURES = (
         "rabbitmqctl set_permissions -p {vhost} {user} '.*' '.*' '.*'  (docs/deployment.md has narrower ones)",
     ),
     Failure(
+        "not an AMQP server",
+        ("prev_state=PROTOCOL", "Timeout while setting up AMQP"),
+        "Something listens on port {port} of '{host}' but does not speak AMQP: another server (Redis is 6379, the\n"
+        "RabbitMQ management UI 15672). RabbitMQ's AMQP port is usually 5672 (5671 with TLS).",
+    ),
+    Failure(
+        "host not found",
+        ("gaierror", "Name or service not known", "nodename nor servname", "Temporary failure in name resolution"),
+        "The host name '{host}' does not resolve. Check the URL's host: a typo, or a name known only inside a\n"
+        "container network or another machine's /etc/hosts.",
+    ),
+    Failure(
         "plain AMQP to a TLS port",
         ("StreamLostError", "ConnectionResetError", "IncompatibleProtocolError", "Timeout during AMQP handshake"),
         "The connection opened but the broker hung up during the AMQP handshake. If port {port} is a TLS port\n"
@@ -94,7 +111,7 @@ FAILURES = (
     ),
     Failure(
         "unreachable",
-        ("ConnectionRefusedError", "gaierror", "timed out", "No route", "unreachable", "AMQPConnectionError"),
+        ("ConnectionRefusedError", "timed out", "No route", "unreachable", "AMQPConnectionError"),
         UNREACHABLE,
     ),
 )
@@ -118,9 +135,23 @@ def advice(url: str, reason: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m channels_rabbitmq_threaded")
+    parser.add_argument("--version", action="version", version=f"channels_rabbitmq_threaded {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="connect, round-trip a message and a group message, report timings")
-    check.add_argument("--host", default=DEFAULT_HOST, help=bench_cli.help_text(f"AMQP URL (default {DEFAULT_HOST})"))
+    where = check.add_mutually_exclusive_group()
+    where.add_argument(
+        "--host",
+        default=os.environ.get("AMQP_URL", DEFAULT_HOST),
+        help=bench_cli.help_text(f"AMQP URL (default: $AMQP_URL if set, else {DEFAULT_HOST})"),
+    )
+    where.add_argument(
+        "--django",
+        metavar="ALIAS",
+        nargs="?",
+        const="default",
+        help="check the layer CHANNEL_LAYERS[ALIAS] of your Django settings configures, with its whole CONFIG "
+        "(default alias: default; DJANGO_SETTINGS_MODULE must name the settings)",
+    )
     check.add_argument(
         "--count", type=bench_cli.positive(int), default=200, help="round trips to time (default 200; at least 1)"
     )
@@ -132,13 +163,36 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "bench":
         return bench_cli.run(args)
+    if args.django is not None:
+        try:
+            config = django_config(args.django)
+        except (ImportError, LookupError, ValueError) as exc:
+            parser.error(f"--django: {exc}")
+        return run_check(config, args.count)
     if (args.cafile or args.certfile) and not args.host.startswith("amqps://"):
         parser.error("--cafile and --certfile are for an amqps:// --host")
     try:
         ssl_context = _ssl_context(args.cafile, args.certfile, args.keyfile)
     except (OSError, ssl.SSLError) as exc:
         parser.error(f"cannot load the TLS files: {exc}")
-    return run_check(args.host, args.count, ssl_context)
+    return run_check({"host": args.host, "ssl_context": ssl_context}, args.count)
+
+
+def django_config(alias: str) -> dict[str, Any]:
+    """The CONFIG of CHANNEL_LAYERS[alias] in the Django settings that DJANGO_SETTINGS_MODULE names."""
+    if not os.environ.get("DJANGO_SETTINGS_MODULE"):
+        raise LookupError("DJANGO_SETTINGS_MODULE is not set: set it to your settings module (myproject.settings)")
+    import django
+    from django.conf import settings
+
+    django.setup()
+    layers = getattr(settings, "CHANNEL_LAYERS", {})
+    if alias not in layers:
+        raise LookupError(f"CHANNEL_LAYERS has no {alias!r} (it has {sorted(layers)})")
+    backend = layers[alias].get("BACKEND", "")
+    if not backend.startswith("channels_rabbitmq_threaded."):
+        raise ValueError(f"CHANNEL_LAYERS[{alias!r}] is {backend!r}, not this layer")
+    return dict(layers[alias].get("CONFIG", {}))
 
 
 def _ssl_context(cafile: str | None, certfile: str | None, keyfile: str | None) -> ssl.SSLContext | None:
@@ -150,12 +204,16 @@ def _ssl_context(cafile: str | None, certfile: str | None, keyfile: str | None) 
     return context
 
 
-def run_check(host: str, count: int, ssl_context: ssl.SSLContext | None = None) -> int:
+def run_check(config: dict[str, Any], count: int) -> int:
+    """Check a layer built with `config` (the layer's options; `connect_timeout` 5 s unless given)."""
     logging.basicConfig(level=logging.WARNING, format="  log: %(levelname)s %(message)s")
     logging.getLogger("pika").setLevel(logging.CRITICAL)  # our own WARNING says the same in one line
+    logging.getLogger("channels_rabbitmq_threaded.link").setLevel(logging.ERROR)  # FAILED below gives the reason
+    hosts = config.get("host", DEFAULT_HOST)
+    host = hosts if isinstance(hosts, str) else (list(hosts) or [DEFAULT_HOST])[0]
     print(f"channels_rabbitmq_threaded check against {redact_url(host)}")
     try:
-        layer = RabbitmqChannelLayer(host=host, connect_timeout=5, ssl_context=ssl_context)
+        layer = RabbitmqChannelLayer(**{"connect_timeout": 5, **config})
     except (TypeError, ValueError) as exc:
         print(f"  bad configuration: {exc}")
         return 2

@@ -26,7 +26,7 @@ BROKER_CTL = shlex.split(os.environ.get("RABBITMQCTL", "rabbitmqctl"))
 
 def broker_ctl(*args: str) -> str:
     """What `rabbitmqctl ARGS` prints for the broker at HOST (a failure raises `CalledProcessError`). Where there
-    is no rabbitmqctl (the py314 tox env runs the suite in a root of its own), the test is skipped: the other envs
+    is no rabbitmqctl (the python314 tox env runs the suite in a root of its own), the test is skipped: the other envs
     run it."""
     if shutil.which(BROKER_CTL[0]) is None:
         pytest.skip(f"no {BROKER_CTL[0]} here (a root without RabbitMQ's programs)")

@@ -3,12 +3,15 @@ that fits each class of connection failure (against the machine's broker and a p
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import pytest
 
+from channels_rabbitmq_threaded import __version__
 from channels_rabbitmq_threaded.__main__ import advice
+from channels_rabbitmq_threaded.config import redact_url
 
 from .conftest import HOST, ROOT
 from .private_node import PrivateNode, free_port
@@ -68,7 +71,9 @@ def machine_url(user: str = "guest", password: str = "guest", port: int = 5672, 
     ("url", "failure", "hint"),
     [
         (machine_url(port=free_port()), "unreachable", "apt-get install rabbitmq-server"),
-        (machine_url(password="not-the-password"), "credentials refused", "rabbitmqctl add_user guest"),
+        (machine_url(password="not-the-password"), "credentials refused", "rabbitmqctl change_password guest"),
+        ("amqp://guest:guest@no-such-host.invalid:5672/%2F", "host not found", "'no-such-host.invalid' does not"),
+        (machine_url(port=6379), "not an AMQP server", "does not speak AMQP"),
         (machine_url(vhost="no-such-vhost"), "missing vhost", "rabbitmqctl add_vhost no-such-vhost"),
         (machine_url().replace("amqp://", "amqps://"), "TLS to a plain port", "Use amqp:// for that port"),
     ],
@@ -82,6 +87,37 @@ def test_check_names_the_failure_and_its_remedy(url: str, failure: str, hint: st
     assert "Traceback" not in result.stdout + result.stderr
     if failure != "unreachable":
         assert "apt-get install" not in result.stdout  # the old advice, wrong for a broker that answers
+    reason = result.stdout.split("  FAILED: ", 1)[1].split("\n", 1)[0].rsplit(": ", 1)[-1]
+    assert (result.stdout + result.stderr).count(reason) == 1, result.stdout + result.stderr  # said once
+
+
+def test_version() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"channels_rabbitmq_threaded {__version__}"
+
+
+def test_check_takes_the_url_from_the_environment_or_from_django_settings(tmp_path) -> None:
+    from_environment = subprocess.run(
+        [sys.executable, "-m", "channels_rabbitmq_threaded", "check", "--count", "1"],
+        capture_output=True, text=True, timeout=90, cwd=ROOT, env={**os.environ, "AMQP_URL": HOST},
+    )  # fmt: skip
+    assert from_environment.returncode == 0 and f"against {redact_url(HOST)}" in from_environment.stdout
+    (tmp_path / "checked_settings.py").write_text(
+        "CHANNEL_LAYERS = {'chat': {'BACKEND': 'channels_rabbitmq_threaded.core.RabbitmqChannelLayer',"
+        f" 'CONFIG': {{'host': {HOST!r}, 'groups_exchange': 'check-from-django'}}}}}}\n"
+    )
+    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "checked_settings", "PYTHONPATH": str(tmp_path)}
+    environment.pop("AMQP_URL", None)
+    from_django = subprocess.run(
+        [sys.executable, "-m", "channels_rabbitmq_threaded", "check", "--django", "chat", "--count", "1"],
+        capture_output=True, text=True, timeout=90, cwd=ROOT, env=environment,
+    )  # fmt: skip
+    assert from_django.returncode == 0, from_django.stdout + from_django.stderr
+    missing = subprocess.run(
+        [sys.executable, "-m", "channels_rabbitmq_threaded", "check", "--django"],
+        capture_output=True, text=True, timeout=90, cwd=ROOT, env=environment,
+    )  # fmt: skip
+    assert missing.returncode == 2 and "CHANNEL_LAYERS has no 'default'" in missing.stderr
 
 
 def test_check_on_a_tls_port(tls_node: PrivateNode, certificates) -> None:
