@@ -92,8 +92,11 @@ class Settings:
     ) -> Settings:
         if unknown:
             names = ", ".join(repr(name) for name in sorted(unknown))
+            moved = "".join(
+                f" ({name!r}: {FROM_OTHER_LAYERS[name]})" for name in sorted(unknown) if name in FROM_OTHER_LAYERS
+            )
             raise TypeError(
-                f"RabbitmqChannelLayer got unknown option(s) {names}; the options are: {', '.join(OPTION_NAMES)}"
+                f"RabbitmqChannelLayer got unknown option(s) {names}{moved}; the options are: {', '.join(OPTION_NAMES)}"
             )
         expiry = positive_seconds("expiry", expiry)
         local_expiry = expiry if local_expiry is None else positive_seconds("local_expiry", local_expiry)
@@ -215,6 +218,13 @@ class Settings:
         """The URL of attempt number `attempt` with its password replaced by `***`: the only form ever logged."""
         return redact_url(self.hosts[attempt % len(self.hosts)])
 
+
+# Options of other layers a migrating user may bring along, and what to use here instead (docs/migration.md).
+FROM_OTHER_LAYERS = {
+    "hosts": "channels_redis's; use host with an amqp:// URL, or a list of a cluster's amqp:// URLs",
+    "prefix": "channels_redis's; use groups_exchange and normal_channel_prefix",
+    "serializer_format": "channels_redis's; this layer uses msgpack",
+}
 
 # The options, written once: the keyword parameters of `Settings.from_options`, in its order.
 OPTION_NAMES = tuple(

@@ -276,9 +276,10 @@ class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
         except asyncio.TimeoutError:
             stats = self.stats()
             links = f"publisher {stats.publisher.state}, consumer {stats.consumer.state}"
+            failing = stats.consumer if stats.consumer.state != "READY" else stats.publisher
             raise BrokerUnavailable(
                 f"no round trip through RabbitMQ within {timeout:g}s ({links}; last error: "
-                f"{stats.consumer.last_error if stats.consumer.state != 'READY' else stats.publisher.last_error})"
+                f"{failing.last_error or 'none'})"
             ) from None
         return time.perf_counter() - started
 

@@ -330,7 +330,7 @@ class Link:
         self.channel: Any = None  # the pika Channel of the current connection, once open
         self.more_channels: list[Any] = []  # further channels of the current connection (`open_more_channels`)
         self.blocked: str | None = None  # RabbitMQ's reason while it blocks this connection (resource alarm)
-        self.last_error = "not connected yet"  # why the latest attempt failed or the latest connection ended
+        self.last_error = ""  # why the latest attempt failed or the latest connection ended ("": none has)
         self.last_error_at: float | None = None  # its time.time()
         self.connects = 0  # connections made ready since start (figures for stats())
         self.losses = 0  # connections lost since start
@@ -549,7 +549,7 @@ class Link:
         if self.blocked:
             why = f"RabbitMQ kept blocking publishers for {waited:g}s ({self.blocked})"
         else:
-            why = f"no connection to RabbitMQ within {waited:g}s: {self.last_error}"
+            why = f"no connection to RabbitMQ within {waited:g}s: {self.last_error or 'no attempt has finished yet'}"
         if isinstance(request, Publish) and request.message_id:  # published before a cut, and not confirmed
             request.fail(ConfirmLost(f"{why}; the message may or may not have been delivered"))
         else:

@@ -96,7 +96,7 @@ class DropReason(str, enum.Enum):
         member.text = text
         return member
 
-    CAPACITY = "capacity", "local_capacity reached while receivers wait: the oldest of the biggest backlog went"
+    CAPACITY = "capacity", "local_capacity reached while receivers wait: the oldest of the biggest unread backlog went"
     CHANNEL_CAPACITY = "channel capacity", "a group copy found its channel at capacity (capacity/channel_capacity)"
     DIRECT_OVER_CAPACITY = "direct over capacity", "a confirmed direct send found its channel at capacity: it went"
     EXPIRED = "expired", "waited longer than local_expiry; its channel was removed from its groups"

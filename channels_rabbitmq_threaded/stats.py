@@ -124,7 +124,7 @@ class LinkStats:
     connects: int  # connections made ready since start
     losses: int  # connections lost since start (each followed by a reconnect)
     blocked: str | None  # RabbitMQ's reason while it blocks this connection (resource alarm)
-    last_error: str
+    last_error: str  # "" while no attempt has failed and no connection has ended
     last_error_at: float | None  # time.time() of the last error, None if none yet
 
 

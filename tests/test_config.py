@@ -65,6 +65,7 @@ def test_unknown_options_are_named() -> None:
         ({"heartbeat": -1}, ValueError, "heartbeat must be at least 0"),
         ({"normal_queue_type": "stream"}, ValueError, "normal_queue_type must be one of classic, quorum"),
         ({"normal_queue_type": None}, TypeError, "normal_queue_type must be a str"),
+        ({"hosts": ["redis://localhost:6379"]}, TypeError, "use host with an amqp:// URL"),
     ],
 )
 def test_bad_options(options: dict, error: type[Exception], text: str) -> None:

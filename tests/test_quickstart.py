@@ -104,5 +104,16 @@ def test_the_quickstart_runs_as_written(tmp_path: Path, server: str) -> None:
     queues = set(re.findall(r"connection name 'channels_rabbitmq_threaded (channels_\w+) consumer'", output))
     assert len(queues) == 1, output  # the LOGGING block shows the layer's INFO lines, and no pika lines
     assert "pika" not in output
+    assert output.count("Closed the channel layer's connections to RabbitMQ") == 1, output  # not printed twice
     assert "Closed the channel layer's connections to RabbitMQ" in output
     assert connections_of(queues.pop()) == []  # closed at exit by the layer's atexit hook
+
+
+def test_the_quickstart_settings_let_manage_py_check_report_a_bad_option(tmp_path: Path) -> None:
+    make_project(tmp_path, free_port())
+    settings = tmp_path / "mysite" / "settings.py"
+    settings.write_text(settings.read_text().replace('"CONFIG": {"host"', '"CONFIG": {"capacity": 0, "host"'))
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=tmp_path, env=environment(), capture_output=True, text=True
+    )
+    assert result.returncode != 0 and "channels_rabbitmq_threaded.E001" in result.stderr, result.stderr

@@ -56,6 +56,7 @@ async def test_stats_count_calls_deliveries_refusals_drops_and_gauges(make_layer
     assert received.consumer.state == "READY" and received.consumer.connects == 1 and received.consumer.losses == 0
     assert "127.0.0.1" in received.consumer.url or "localhost" in received.consumer.url
     assert sent.publisher.state == "READY" and sent.consumer.state == "IDLE"  # a sender never receives
+    assert received.consumer.last_error == sent.publisher.last_error == ""  # healthy: no error to report
     assert set(received.as_dict()) >= {"calls", "drops", "consumer", "publisher"}
     waiting.cancel()
 
