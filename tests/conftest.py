@@ -13,6 +13,7 @@ from typing import Any
 
 import pika
 import pytest
+from channels.layers import channel_layers
 
 from channels_rabbitmq_threaded import RabbitmqChannelLayer
 
@@ -227,3 +228,12 @@ def configure_django() -> None:
             },
         )
         django.setup()
+
+
+@pytest.fixture
+def registered() -> Iterator[dict[str, RabbitmqChannelLayer]]:
+    """Layers put where Channels keeps the ones it built (`channel_layers.backends`), removed afterwards."""
+    added: dict[str, RabbitmqChannelLayer] = {}
+    yield added
+    for alias in added:
+        channel_layers.backends.pop(alias, None)

@@ -22,11 +22,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .rabbitmq4 import CACHE, Unavailable
+from .rabbitmq4 import CACHE, Unavailable, debian_root
 
 PINNED = "3.14.10"  # the Python 3.14 Debian sid gives (its archive is a frozen snapshot here)
 ROOT = CACHE / "python314-sid-root"
-BUILT = ROOT / ".built"  # written last: a root without it is incomplete and is built again
 CHECKOUT = Path(__file__).resolve().parent.parent
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")  # the package index may be reached through the host's CAs
 
@@ -39,34 +38,16 @@ def python_version(root: Path) -> str:
 
 def build_root() -> Path:
     """The cached root with Python 3.14 and an empty virtual environment, built if missing or incomplete."""
-    if BUILT.exists():
-        return ROOT
-    if shutil.which("mmdebstrap") is None:
-        raise Unavailable("mmdebstrap is not installed: apt-get install mmdebstrap (.ci/run does)")
-    building = CACHE / f"building-python-{os.getpid()}"
-    shutil.rmtree(building, ignore_errors=True)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    print(f"python314: building a Debian sid root with Python 3.14 in {ROOT} (once)", file=sys.stderr)
-    command = [
-        "mmdebstrap", "--variant=apt", "--include=python3.14,python3.14-venv,ca-certificates",
-        "--aptopt=Acquire::Check-Valid-Until \"false\"",
-        "--customize-hook=printf '127.0.0.1 localhost\\n::1 localhost\\n' > \"$1/etc/hosts\"",
-        "sid", str(building),
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        shutil.rmtree(building, ignore_errors=True)
-        raise Unavailable(f"mmdebstrap failed ({result.returncode}):\n{result.stderr[-3000:]}")
-    version = python_version(building)
-    if version != PINNED:
-        shutil.rmtree(building, ignore_errors=True)
-        raise Unavailable(f"Debian sid gives Python {version!r}, not the pinned {PINNED}")
-    subprocess.run(["chroot", str(building), "python3.14", "-m", "venv", "/opt/venv"], check=True)
-    (building / "project").mkdir()
-    (building / BUILT.name).write_text(version + "\n")
-    shutil.rmtree(ROOT, ignore_errors=True)
-    building.rename(ROOT)
-    return ROOT
+
+    def with_a_venv(building: Path) -> str:
+        version = python_version(building)
+        if version != PINNED:
+            raise Unavailable(f"Debian sid gives Python {version!r}, not the pinned {PINNED}")
+        subprocess.run(["chroot", str(building), "python3.14", "-m", "venv", "/opt/venv"], check=True)
+        (building / "project").mkdir()
+        return version
+
+    return debian_root(ROOT, "sid", "python3.14,python3.14-venv,ca-certificates", with_a_venv)
 
 
 def run_inside(root: Path, command: list[str]) -> int:

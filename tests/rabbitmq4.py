@@ -25,6 +25,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .private_node import PrivateNode, free_port
@@ -33,7 +34,6 @@ PINNED = {"sid": "4.3.6", "trixie": "4.0.5"}  # the RabbitMQ each suite gives (D
 SUITE = os.environ.get("RABBITMQ4_SUITE", "sid")
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "channels_rabbitmq_threaded"
 ROOT = CACHE / f"rabbitmq-{SUITE}-root"
-BUILT = ROOT / ".built"  # written last: a root without it is incomplete and is built again
 # What RabbitMQ 4.3 refuses by default, refused here too, so that the suite proves the layer uses none of it.
 REFUSE_AS_4_3 = """deprecated_features.permit.transient_nonexcl_queues = false
 deprecated_features.permit.global_qos = false
@@ -54,36 +54,51 @@ def rabbitmq_version(root: Path) -> str:
     return result.stdout.strip()
 
 
-def build_root() -> Path:
-    """The cached root, built with mmdebstrap if it is missing or incomplete."""
-    if BUILT.exists():
-        return ROOT
+def debian_root(root: Path, suite: str, packages: str, finish: Callable[[Path], str]) -> Path:
+    """`root`, built once with mmdebstrap from Debian `suite` with `packages` (comma-separated) if it is missing or
+    incomplete. `finish(building)` checks the new root (raising `Unavailable`) and returns the version it pins."""
+    built = root / ".built"  # written last: a root without it is incomplete and is built again
+    if built.exists():
+        return root
     if shutil.which("mmdebstrap") is None:
         raise Unavailable("mmdebstrap is not installed: apt-get install mmdebstrap (.ci/run does)")
-    building = CACHE / f"building-{os.getpid()}"
+    building = CACHE / f"building-{root.name}-{os.getpid()}"
     shutil.rmtree(building, ignore_errors=True)
     CACHE.mkdir(parents=True, exist_ok=True)
-    print(f"rabbitmq4: building a Debian {SUITE} root with rabbitmq-server in {ROOT} (once)", file=sys.stderr)
-    if SUITE not in PINNED:
-        raise Unavailable(f"RABBITMQ4_SUITE must be one of {sorted(PINNED)}, not {SUITE!r}")
+    print(f"building a Debian {suite} root with {packages} in {root} (once)", file=sys.stderr)
     command = [
-        "mmdebstrap", "--variant=apt", "--include=rabbitmq-server",
+        "mmdebstrap", "--variant=apt", f"--include={packages}",
         "--aptopt=Acquire::Check-Valid-Until \"false\"",
         "--customize-hook=printf '127.0.0.1 localhost\\n::1 localhost\\n' > \"$1/etc/hosts\"",
-        SUITE, str(building),
+        suite, str(building),
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         shutil.rmtree(building, ignore_errors=True)
         raise Unavailable(f"mmdebstrap failed ({result.returncode}):\n{result.stderr[-3000:]}")
-    version = rabbitmq_version(building)
-    if version.split("-")[0] != PINNED[SUITE]:
+    try:
+        version = finish(building)
+    except BaseException:
         shutil.rmtree(building, ignore_errors=True)
-        raise Unavailable(f"Debian {SUITE} gives rabbitmq-server {version!r}, not the pinned {PINNED[SUITE]}")
-    (building / BUILT.name).write_text(version + "\n")
-    shutil.rmtree(ROOT, ignore_errors=True)
-    building.rename(ROOT)
-    return ROOT
+        raise
+    (building / built.name).write_text(version + "\n")
+    shutil.rmtree(root, ignore_errors=True)
+    building.rename(root)
+    return root
+
+
+def build_root() -> Path:
+    """The cached root with RabbitMQ, built if it is missing or incomplete."""
+    if SUITE not in PINNED:
+        raise Unavailable(f"RABBITMQ4_SUITE must be one of {sorted(PINNED)}, not {SUITE!r}")
+
+    def pinned(building: Path) -> str:
+        version = rabbitmq_version(building)
+        if version.split("-")[0] != PINNED[SUITE]:
+            raise Unavailable(f"Debian {SUITE} gives rabbitmq-server {version!r}, not the pinned {PINNED[SUITE]}")
+        return version
+
+    return debian_root(ROOT, SUITE, "rabbitmq-server", pinned)
 
 
 def start_node(root: Path) -> PrivateNode:
@@ -105,7 +120,8 @@ def main(command: list[str]) -> int:
     except (Unavailable, RuntimeError, OSError) as exc:
         print(f"rabbitmq4: NO RABBITMQ 4 NODE: {exc}", file=sys.stderr)
         return 3
-    print(f"rabbitmq4: RabbitMQ {BUILT.read_text().strip()} as {node.nodename} on port {node.port}", file=sys.stderr)
+    version = (ROOT / ".built").read_text().strip()
+    print(f"rabbitmq4: RabbitMQ {version} as {node.nodename} on port {node.port}", file=sys.stderr)
     environment = {
         **os.environ,
         "AMQP_URL": f"amqp://guest:guest@127.0.0.1:{node.port}/%2F",

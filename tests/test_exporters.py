@@ -4,26 +4,14 @@ as Prometheus would, and OpenTelemetry's instruments (the health check: `test_he
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
-import pytest
 from channels.layers import channel_layers
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from channels_rabbitmq_threaded import RabbitmqChannelLayer
 from channels_rabbitmq_threaded.prometheus import LayerCollector, channels_layers
 
 from .conftest import broker_ctl
-
-
-@pytest.fixture
-def registered() -> Iterator[dict[str, RabbitmqChannelLayer]]:
-    """Layers put where Channels keeps the ones it built (`channel_layers.backends`), removed afterwards."""
-    added: dict[str, RabbitmqChannelLayer] = {}
-    yield added
-    for alias in added:
-        channel_layers.backends.pop(alias, None)
 
 
 def scrape(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

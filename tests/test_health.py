@@ -5,12 +5,9 @@ are skipped."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 from channels.layers import channel_layers
-
-from channels_rabbitmq_threaded import RabbitmqChannelLayer
 
 from .conftest import configure_django
 from .private_node import free_port
@@ -22,15 +19,6 @@ from health_check.exceptions import ServiceUnavailable
 from channels_rabbitmq_threaded.health import ChannelLayer
 
 configure_django()  # django-health-check's exceptions read settings
-
-
-@pytest.fixture
-def registered() -> Iterator[dict[str, RabbitmqChannelLayer]]:
-    """Layers put where Channels keeps the ones it built (`channel_layers.backends`), removed afterwards."""
-    added: dict[str, RabbitmqChannelLayer] = {}
-    yield added
-    for alias in added:
-        channel_layers.backends.pop(alias, None)
 
 
 async def test_the_health_check_pings_through_the_broker(make_layer, registered) -> None:
