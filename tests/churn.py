@@ -101,6 +101,7 @@ async def _churn(args: argparse.Namespace, exchange: str) -> ChurnResult:
     from channels.exceptions import ChannelFull
 
     from channels_rabbitmq_threaded import dedup, names
+    from channels_rabbitmq_threaded.routing import READING_WINDOW
 
     if args.trace:
         dedup.DeliveryWindow.__init__.__defaults__ = (CACHES,)
@@ -137,8 +138,8 @@ async def _churn(args: argparse.Namespace, exchange: str) -> ChurnResult:
         deadline = time.monotonic() + seconds
         await asyncio.gather(*(consumer(worker, deadline) for worker in range(args.concurrency)))
 
-    async def quiet() -> None:  # messages expire, delayed unbinds run, acks go out
-        await asyncio.sleep(args.expiry + args.unbind_delay + 2)
+    async def quiet() -> None:  # messages expire, delayed unbinds run, acks go out, recent reads are forgotten
+        await asyncio.sleep(max(args.expiry, 2 * READING_WINDOW) + args.unbind_delay + 2)
 
     if args.trace:  # from the start: what the warm-up put in bounded structures is traced, and may be replaced
         tracemalloc.start(FRAMES)
