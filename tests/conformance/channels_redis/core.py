@@ -30,8 +30,8 @@ class RedisChannelLayer(RabbitmqChannelLayer):
     ) -> None:
         super().__init__(
             host=HOST,
-            groups_exchange=f"conformance-{scope.current}-{prefix}",
-            normal_channel_prefix=f"conformance-{scope.current}.",
+            groups_exchange=f"{scope.PREFIX}-{scope.current}-{prefix}",
+            normal_channel_prefix=f"{scope.PREFIX}-{scope.current}.",
             expiry=expiry,
             group_expiry=group_expiry,
             capacity=capacity,
