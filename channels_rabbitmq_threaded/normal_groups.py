@@ -89,11 +89,10 @@ class NormalGroupBindings:
         )
 
     @guarded
-    def _on_declared(self, request: NormalGroupChange, channel: Any, _frame: Any) -> None:
-        queue, _ = self._settings.normal_queue(request.channel)
+    def _on_declared(self, request: NormalGroupChange, channel: Any, frame: Any) -> None:
         change = channel.queue_bind if request.joining else channel.queue_unbind
         change(
-            queue,
+            frame.method.queue,  # DeclareOk names the queue just declared
             self._settings.groups_exchange,
             routing_key=request.group,
             callback=functools.partial(self._on_changed, request, channel),
