@@ -50,6 +50,7 @@ setup(
             "daphne>=4",
             "gunicorn>=21",
             "gevent>=24",
+            "pyuwsgi>=2.0.28",
             "celery>=5.3",
             "uvicorn[standard]>=0.30",
             "sphinx>=7",

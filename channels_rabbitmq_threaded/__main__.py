@@ -1,9 +1,11 @@
 """`python -m channels_rabbitmq_threaded check | bench`: a self-check, and the benchmark (the `bench` package).
 
 Theory of operation of `check`: uses only the public layer API, as an application would, and prints each step with its
-timing. When it cannot connect it prints the layer's reason once and a hint for that class of failure (`FAILURES`:
-unreachable, a host name that does not resolve, a server that is not AMQP, credentials refused, missing vhost, TLS
-spoken to a plain port or plain AMQP to a TLS port, an untrusted certificate), and exits with status 1. It checks
+timing. It first opens a TCP connection to each host, so that nothing listening or a name that does not resolve is
+said at once rather than after `connect_timeout` of retries. When it cannot connect it prints the reason once and a
+hint for that class of failure (`FAILURES`: unreachable, a host name that does not resolve, a server that is not
+AMQP, credentials refused, missing vhost, TLS spoken to a plain port or plain AMQP to a TLS port, an untrusted
+certificate), and exits with status 1. It checks
 the URL given, `$AMQP_URL`, or the whole CONFIG of a Django project's `CHANNEL_LAYERS` entry (`--django`).
 """
 
@@ -13,6 +15,7 @@ import argparse
 import asyncio
 import logging
 import os
+import socket
 import ssl
 import statistics
 import sys
@@ -120,11 +123,12 @@ FAILURES = (
 def advice(url: str, reason: str) -> str:
     """What to do about a failed connection to `url`, from the layer's `reason` (its exception's text)."""
     parts = urlsplit(url)
+    host, port = _address(url)
     fields = {
         "user": unquote(parts.username or "guest"),
         "vhost": unquote(parts.path[1:]) if len(parts.path) > 1 else "/",
-        "host": parts.hostname or "localhost",
-        "port": parts.port or (5671 if parts.scheme == "amqps" else 5672),
+        "host": host,
+        "port": port,
     }
     folded = reason.lower()
     for failure in FAILURES:
@@ -217,6 +221,10 @@ def run_check(config: dict[str, Any], count: int) -> int:
     except (TypeError, ValueError) as exc:
         print(f"  bad configuration: {exc}")
         return 2
+    refused = _tcp_refusal(layer.settings.hosts[0])
+    if refused is not None and all(_tcp_refusal(url) for url in layer.settings.hosts[1:]):
+        print(f"  FAILED: no TCP connection to {refused}\n{advice(host, refused)}")
+        return 1
     try:
         asyncio.run(asyncio.wait_for(_check_async(layer, count), 60))
         _check_sync(layer, count)
@@ -230,6 +238,22 @@ def run_check(config: dict[str, Any], count: int) -> int:
         asyncio.run(layer.close())
     print("OK")
     return 0
+
+
+def _address(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "localhost", parts.port or (5671 if parts.scheme == "amqps" else 5672)
+
+
+def _tcp_refusal(url: str) -> str | None:
+    """Why a TCP connection to the broker at `url` fails (nothing listens, no such host), or None if it opens:
+    said at once, where the layer would keep retrying for `connect_timeout`."""
+    address = _address(url)
+    try:
+        socket.create_connection(address, timeout=5).close()
+    except OSError as exc:
+        return f"{address[0]}:{address[1]}: {type(exc).__name__}: {exc}"
+    return None
 
 
 async def _timed(label: str, step: Callable[[], Awaitable[Any]]) -> Any:

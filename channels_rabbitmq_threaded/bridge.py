@@ -153,6 +153,17 @@ class LoopReply:
             self.future.set_exception(copy.copy(exc))  # one failure may answer many callers: each gets its own
 
 
+def refuse_blocking_on_a_loop(method: str) -> None:
+    """A blocking `*_sync` method called on a thread that runs an event loop: RuntimeError, naming the method."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return  # no loop in this thread: blocking is fine
+    raise RuntimeError(
+        f"{method}() blocks its thread, and this thread runs an event loop: use the async method with await"
+    )
+
+
 class ThreadReply:
     """The answer to one request from a thread with no event loop (the synchronous fast path).
 

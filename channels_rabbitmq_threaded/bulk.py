@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from channels.exceptions import ChannelFull
 
-from .bridge import LoopReply, ThreadReply
+from .bridge import LoopReply, ThreadReply, refuse_blocking_on_a_loop
 from .config import optional_positive_seconds
 from .requests import Publish
 from .stats import CallStats
@@ -121,8 +121,6 @@ class Host(Protocol):
 
     def _io(self) -> IOThread: ...
 
-    def _refuse_on_a_running_loop(self, method: str) -> None: ...
-
 
 class BulkSends:
     """The bulk calls of `core.RabbitmqChannelLayer` (mixed in); see the module's theory of operation.
@@ -156,7 +154,7 @@ async def _send_many(layer: Host, items: Iterable[Item], to_groups: bool) -> Non
 
 
 def _send_many_sync(layer: Host, method: str, items: Iterable[Item], timeout: object, to_groups: bool) -> None:
-    layer._refuse_on_a_running_loop(method)
+    refuse_blocking_on_a_loop(method)
     seconds = optional_positive_seconds("timeout", timeout)  # before anything is sent, as send_sync does
     names, publishes = build(layer, items, to_groups)
     if publishes:

@@ -27,12 +27,13 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
 
-from .bridge import LoopReply, ThreadReply, Waiter
+from .bridge import LoopReply, ThreadReply, Waiter, refuse_blocking_on_a_loop
 from .bulk import BulkSends
 from .config import Settings, is_process_specific, optional_positive_seconds, positive_seconds
 from .envelope import FLUSH_GROUP, Recipient, encode
@@ -79,7 +80,7 @@ def _after_fork_in_child() -> None:
     """In a forked child (Celery prefork, gunicorn --preload) no I/O thread runs: start afresh on first use."""
     _live_threads.clear()
     for layer in list(_all_layers):
-        layer._forget_parent()
+        layer._become_child(fresh_lock=True)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -109,13 +110,21 @@ class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
         super().__init__(expiry=self.settings.expiry, capacity=self.settings.capacity)  # type: ignore[arg-type]
         self.channel_capacity = list(self.settings.channel_capacity)  # type: ignore[assignment]
         self.group_expiry = self.settings.group_expiry
-        self.queue_name = _new_queue_name()
+        self._queue_name = _new_queue_name()
+        self._pid = os.getpid()  # the process this layer's queue name and I/O thread belong to
         self._io_thread: IOThread | None = None
         self._start_lock = threading.Lock()
         self._closed = False
         self._calls = CallStats()
         self._receivable = RecentNames()  # names receive() has checked already (a receiver calls it in a loop)
         _all_layers.add(self)
+
+    @property
+    def queue_name(self) -> str:
+        """This process's queue (`channels_<12 hex>`), the address in its channel names; a forked child has its own."""
+        if self._pid != os.getpid():
+            self._adopt_this_process()
+        return self._queue_name
 
     # -- the Channels API -----------------------------------------------------------------------------------------
 
@@ -151,7 +160,7 @@ class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
         `timeout` (seconds, default none) bounds the wait with a `TimeoutError`; the layer's own bounds
         (`connect_timeout`, heartbeats) apply anyway.
         """
-        self._refuse_on_a_running_loop("send_sync")
+        refuse_blocking_on_a_loop("send_sync")
         optional_positive_seconds("timeout", timeout)
         publish = self._send_request(channel, message)
         if self._sent_unwaited(publish):
@@ -220,7 +229,7 @@ class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
 
     def group_send_sync(self, group: str, message: dict[str, Any], timeout: float | None = None) -> None:
         """`group_send` for code with no event loop; see `send_sync`."""
-        self._refuse_on_a_running_loop("group_send_sync")
+        refuse_blocking_on_a_loop("group_send_sync")
         optional_positive_seconds("timeout", timeout)
         publish = self._group_send_request(group, message)
         if not self._sent_unwaited(publish):
@@ -285,7 +294,7 @@ class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
 
     def ping_sync(self, timeout: float = 5.0) -> float:
         """`ping` for code with no event loop (a health-check view under WSGI, a management command)."""
-        self._refuse_on_a_running_loop("ping_sync")
+        refuse_blocking_on_a_loop("ping_sync")
         return asyncio.run(self.ping(timeout))
 
     async def _round_trip(self) -> None:
@@ -297,36 +306,38 @@ class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
 
     def require_valid_channel_name(self, name: Any, receive: bool = False) -> bool:
         """Channels' check, with the offending name (shortened) and its length in the `TypeError`."""
-        try:
-            return super().require_valid_channel_name(name, receive)
-        except TypeError as exc:
-            raise TypeError(f"{exc} Got {_describe_name(name)}.") from None
+        return _explained(super().require_valid_channel_name, name, receive)
 
     def require_valid_group_name(self, name: Any) -> bool:
         """Channels' check, with the offending name (shortened) and its length in the `TypeError`."""
-        try:
-            return super().require_valid_group_name(name)
-        except TypeError as exc:
-            raise TypeError(f"{exc} Got {_describe_name(name)}.") from None
+        return _explained(super().require_valid_group_name, name)
 
     # -- plumbing -------------------------------------------------------------------------------------------------
 
     def _io(self) -> IOThread:
-        """The running I/O thread, started on first use."""
+        """The running I/O thread, started on first use in each process."""
         if self._closed:
             raise LayerClosed("the channel layer is closed")
+        if self._pid != os.getpid():
+            self._adopt_this_process()
         io_thread = self._io_thread
         if io_thread is None:
-            with self._start_lock:  # held only while a thread object is made and started, once per layer
+            with self._start_lock:  # held only while a thread object is made and started, once per layer and process
                 if self._io_thread is None:
                     _warn_once_under_gevent()
-                    self._io_thread = IOThread(self.settings, self.queue_name)
+                    self._io_thread = IOThread(self.settings, self._queue_name)
                     self._io_thread.start()
                     _live_threads.add(self._io_thread)
                 io_thread = self._io_thread
         elif not io_thread.is_alive():
             raise RabbitmqLayerError("the channel layer's I/O thread has stopped; see the log for why")
         return io_thread
+
+    def _adopt_this_process(self) -> None:
+        """`_after_fork_in_child`, for a child forked without Python's hooks (uWSGI forks its workers in C)."""
+        with self._start_lock:
+            if self._pid != os.getpid():
+                self._become_child()
 
     async def _ask(self, request: Request) -> Any:
         """Submit a request that has a reply, and await the reply on this loop."""
@@ -346,13 +357,16 @@ class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
             )
         return body
 
-    def _forget_parent(self) -> None:
+    def _become_child(self, fresh_lock: bool = False) -> None:
         """After fork, in the child: the parent's thread, connection, queue and channels are not ours."""
+        if fresh_lock:
+            self._start_lock = threading.Lock()  # it may have been held by a thread that does not exist here
         io_thread, self._io_thread = self._io_thread, None
-        self._start_lock = threading.Lock()  # it may have been held by a thread that does not exist here
-        self.queue_name = _new_queue_name()
+        self._queue_name = _new_queue_name()
         self._receivable.clear()  # they were the parent's channels
+        self._pid = os.getpid()  # last: a thread that sees it unchanged skips `_adopt_this_process`'s lock
         if io_thread is not None:
+            _live_threads.discard(io_thread)
             io_thread.let_go_in_child()
 
     def _sent_unwaited(self, publish: Publish) -> bool:
@@ -367,16 +381,6 @@ class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
         request.reply = reply  # type: ignore[attr-defined]
         io_thread.submit(request)
         return reply.wait(timeout)
-
-    @staticmethod
-    def _refuse_on_a_running_loop(method: str) -> None:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no loop in this thread: blocking is fine
-        raise RuntimeError(
-            f"{method}() blocks its thread, and this thread runs an event loop: use the async method with await"
-        )
 
     def _refused(self, channel: str, message: dict[str, Any], expires_at: float) -> None:
         """A message handed to a receive() that did not take it (any thread): back to its channel."""
@@ -402,9 +406,17 @@ def _warn_once_under_gevent() -> None:
     logger.warning(
         "This process is patched by gevent: asgiref's async_to_sync(layer.group_send) raises 'You cannot use "
         "AsyncToSync in the same thread as an async event loop' here; call layer.group_send_sync and "
-        "layer.send_sync instead (docs/deployment.md, 'Worker models')",
+        "layer.send_sync instead (docs/worker-models.md)",
         extra={"event": "gevent_patched"},
     )
+
+
+def _explained(check: Callable[..., bool], name: Any, *more: Any) -> bool:
+    """Channels' name check, its `TypeError` completed with the offending name."""
+    try:
+        return check(name, *more)
+    except TypeError as exc:
+        raise TypeError(f"{exc} Got {_describe_name(name)}.") from None
 
 
 def _describe_name(name: Any, shown: int = 60) -> str:

@@ -91,6 +91,21 @@ def test_check_names_the_failure_and_its_remedy(url: str, failure: str, hint: st
     assert (result.stdout + result.stderr).count(reason) == 1, result.stdout + result.stderr  # said once
 
 
+@pytest.mark.parametrize(
+    ("url", "address"),
+    [
+        (machine_url(port=(port := free_port())), f"127.0.0.1:{port}"),
+        ("amqp://no-such-host.invalid", "no-such-host.invalid:5672"),
+    ],
+)
+def test_check_stops_at_the_tcp_step_when_nothing_listens(url: str, address: str) -> None:
+    """Nothing listening and a name that does not resolve are said at the first step: no layer connects."""
+    result = run_cli("check", "--host", url, "--count", "1")
+    assert result.returncode == 1
+    assert f"  FAILED: no TCP connection to {address}: " in result.stdout, result.stdout
+    assert "connect, declare queue" not in result.stdout
+
+
 def test_version() -> None:
     result = run_cli("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"channels_rabbitmq_threaded {__version__}"

@@ -1,14 +1,22 @@
-"""fork() after the layer was used (Celery prefork, gunicorn --preload): the child starts afresh, the parent goes on."""
+"""fork() after the layer was used (Celery prefork, gunicorn --preload): the child starts afresh, the parent goes on;
+and a fork made in C, without Python's at-fork hooks (uWSGI's workers, forked from a master that imported the app),
+gives the child a queue of its own too.
+"""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
 from asgiref.sync import async_to_sync
 
 from channels_rabbitmq_threaded import RabbitmqChannelLayer
+
+from .conftest import HOST, ROOT, TEST_EXCHANGE
 
 # Forking a process whose layer runs an I/O thread is what these tests are about; Python 3.12+ warns about any fork
 # of a multi-threaded process. The layer's at-fork handler is what makes it safe for the layer.
@@ -79,3 +87,58 @@ def test_multiprocessing_fork(make_layer) -> None:
     process.join(60)
     assert process.exitcode == 0
     check_parent_unaffected(layer, channel)
+
+
+# Run in a fresh interpreter: a C fork is only safe from a process with one thread, as uWSGI's master is.
+C_FORK = """
+import asyncio, ctypes, os, sys, threading
+from channels_rabbitmq_threaded import RabbitmqChannelLayer
+
+layer = RabbitmqChannelLayer(host=sys.argv[1], groups_exchange=sys.argv[2])  # built in the "master", not used there
+parent_queue = layer.queue_name
+
+
+def first_reads_at_once() -> None:
+    # A worker's request threads all meet the layer for the first time at once: they must all see one new name.
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible, to open any window between two steps
+    barrier, seen = threading.Barrier(8), []
+    threads = [threading.Thread(target=lambda: (barrier.wait(), seen.append(layer.queue_name))) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(seen)) == 1 and parent_queue not in seen, seen
+
+
+async def exchange() -> None:
+    assert layer.queue_name != parent_queue, "the child must have its own queue"
+    channel = await layer.new_channel()
+    await layer.send(channel, {"type": "child.self"})
+    assert await layer.receive(channel) == {"type": "child.self"}
+    await layer.close()
+
+
+def in_c_fork(child) -> int:
+    pid = ctypes.CDLL(None).fork()  # libc's fork: Python's os.register_at_fork hooks do not run
+    if pid == 0:
+        code = 1
+        try:
+            child()
+            code = 0
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+failures = sum(in_c_fork(first_reads_at_once) != 0 for _ in range(20))
+assert failures == 0, f"{failures} of 20 children saw more than one queue name"
+sys.exit(in_c_fork(lambda: asyncio.run(exchange())))
+"""
+
+
+def test_fork_without_pythons_hooks() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(C_FORK), HOST, TEST_EXCHANGE],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
