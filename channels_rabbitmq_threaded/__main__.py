@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlsplit
 from asgiref.sync import async_to_sync
 
 from . import __version__
-from .bench import cli as bench_cli
+from .cliargs import PROG, help_text, positive
 from .config import DEFAULT_HOST, redact_url
 from .core import RabbitmqChannelLayer
 from .errors import BrokerUnavailable
@@ -138,7 +138,12 @@ def advice(url: str, reason: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m channels_rabbitmq_threaded")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        from .bench import cli as bench_cli  # the benchmark package loads only for `bench`
+
+        return bench_cli.main(argv[1:])
+    parser = argparse.ArgumentParser(prog=PROG)
     parser.add_argument("--version", action="version", version=f"channels_rabbitmq_threaded {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="connect, round-trip a message and a group message, report timings")
@@ -146,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument(
         "--host",
         default=os.environ.get("AMQP_URL", DEFAULT_HOST),
-        help=bench_cli.help_text(f"AMQP URL (default: $AMQP_URL if set, else {DEFAULT_HOST})"),
+        help=help_text(f"AMQP URL (default: $AMQP_URL if set, else {DEFAULT_HOST})"),
     )
     where.add_argument(
         "--django",
@@ -156,17 +161,12 @@ def main(argv: list[str] | None = None) -> int:
         help="check the layer CHANNEL_LAYERS[ALIAS] of your Django settings configures, with its whole CONFIG "
         "(default alias: default; DJANGO_SETTINGS_MODULE must name the settings)",
     )
-    check.add_argument(
-        "--count", type=bench_cli.positive(int), default=200, help="round trips to time (default 200; at least 1)"
-    )
+    check.add_argument("--count", type=positive(int), default=200, help="round trips to time (default 200; at least 1)")
     check.add_argument("--cafile", help="for amqps://: the CA file that signed the broker's certificate")
     check.add_argument("--certfile", help="for amqps:// with client certificates: this client's certificate")
     check.add_argument("--keyfile", help="for amqps:// with client certificates: its private key")
-    bench = commands.add_parser("bench", help="measure layers side by side (see docs/performance.md)")
-    bench_cli.add_arguments(bench, DEFAULT_HOST)
+    commands.add_parser("bench", help="measure layers side by side (see docs/performance.md)")  # handled above
     args = parser.parse_args(argv)
-    if args.command == "bench":
-        return bench_cli.run(args)
     if args.django is not None:
         try:
             config = django_config(args.django)

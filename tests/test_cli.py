@@ -106,6 +106,20 @@ def test_check_stops_at_the_tcp_step_when_nothing_listens(url: str, address: str
     assert "connect, declare queue" not in result.stdout
 
 
+def test_check_loads_no_benchmark_code() -> None:
+    probe = (
+        "import sys\n"
+        "from channels_rabbitmq_threaded.__main__ import main\n"
+        "try:\n"
+        "    main(['check', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted(name for name in sys.modules if name.startswith('channels_rabbitmq_threaded.bench')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout + result.stderr
+
+
 def test_version() -> None:
     result = run_cli("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"channels_rabbitmq_threaded {__version__}"

@@ -17,11 +17,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from ..config import redact_url
+from ..cliargs import PROG, help_text, positive
+from ..config import DEFAULT_HOST, redact_url
 from . import layers
 from .cell import RESULT_MARK, job_json
 from .layers import LayerSpec
@@ -29,27 +29,7 @@ from .report import BASELINE, Results, cell_text, print_goals, print_table, writ
 from .scenarios import BY_NAME, SCENARIOS, Counts, Scenario, new_context
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379"
-
-
-def help_text(text: str) -> str:
-    """`text` for an argparse help string, which is %-formatted: a URL's `%2F` would be read as a format code."""
-    return text.replace("%", "%%")
-
-
-def positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
-    """An argparse `type` that takes a number of `kind` greater than zero, and says so when it is not."""
-
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n' if kind is int else ''} {kind.__name__}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
-        return value
-
-    parse.__name__ = f"positive {kind.__name__}"
-    return parse
+HELP = "measure layers side by side (see docs/performance.md)"
 
 
 def add_arguments(parser: argparse.ArgumentParser, default_host: str) -> None:
@@ -74,6 +54,13 @@ def add_arguments(parser: argparse.ArgumentParser, default_host: str) -> None:
         parser.add_argument(
             "--" + name.replace("_", "-"), type=positive(type(default)), default=default, help=f"(default {default})"
         )
+
+
+def main(argv: list[str]) -> int:
+    """`python -m channels_rabbitmq_threaded bench ARGS`: parse `argv` (the words after `bench`) and run."""
+    parser = argparse.ArgumentParser(prog=f"{PROG} bench", description=HELP)
+    add_arguments(parser, DEFAULT_HOST)
+    return run(parser.parse_args(argv))
 
 
 def run(args: argparse.Namespace) -> int:
