@@ -12,7 +12,10 @@ copyright = "2026, the channels_rabbitmq_threaded developers"
 _init = Path(__file__).parent.parent / "channels_rabbitmq_threaded" / "__init__.py"
 release = re.search(r'__version__ = "([^"]+)"', _init.read_text()).group(1)
 
-extensions = ["myst_parser"]
+extensions = ["myst_parser", "sphinx.ext.autodoc"]
+# The API page is built from the docstrings, which write code between single backquotes, as Markdown does.
+default_role = "code"
+autodoc_member_order = "bysource"
 source_suffix = {".md": "markdown"}
 root_doc = "index"
 exclude_patterns = ["_build", "example", "performance-run.json"]
