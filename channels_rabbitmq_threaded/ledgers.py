@@ -125,7 +125,7 @@ class UnwaitedPublishes:
     """The one reply of every publish that no caller waits for (`wait_for_confirms=False`): logs what is lost.
 
     A failure (connection lost, blocked too long, layer closed) is a dropped message, and is logged through the
-    `DropLog` like every other drop; a nack is logged by `PendingConfirms`' nack hook (`IOThread._on_nack`). Called
+    `DropLog` like every other drop; a nack is logged by `PendingConfirms`' nack hook (`PublisherSide._on_nack`). Called
     on the I/O thread, except when that thread has ended and `submit` fails requests on the caller's thread: then
     the line is logged directly.
     """

@@ -335,9 +335,6 @@ class GroupMembership:
         self._count = 0
         return groups
 
-    def is_member(self, group: str, channel: str) -> bool:
-        return channel in self._members.get(group, ())
-
 
 def _first_key(members: dict[str, float]) -> str:
     return next(iter(members))

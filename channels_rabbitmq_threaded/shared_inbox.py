@@ -21,11 +21,8 @@ Who touches what
 not: a message that arrives just after is found by `wait_ready`, which looks again under the lock before it lets
 the receiver wait. Every other call that reads or changes what both touch holds `lock`, one `threading.Lock` (not
 re-entrant: no `Inbox` method calls another public one). A receiver holds it for a dictionary look-up and a
-`popleft`. An uncontended acquire and release costs 0.1-0.2 us on this kind of machine:
-
-    python -m timeit -s "import threading; lock = threading.Lock()" "with lock: pass"
-
-against the two thread crossings and the loop wake-up that a `Take` and its answer cost. Membership needs no lock:
+`popleft`. An uncontended acquire and release costs a small fraction of the two thread crossings and the loop
+wake-up that a `Take` and its answer would cost (docs/performance.md has the figure). Membership needs no lock:
 receivers never touch it.
 
 Once the I/O thread has closed the inbox (the layer is closing), `wait_ready` refuses: a waiter registered after
