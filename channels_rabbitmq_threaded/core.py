@@ -41,6 +41,7 @@ from .errors import BrokerUnavailable, LayerClosed, MessageTooLarge, RabbitmqLay
 from .io_thread import IOThread
 from .names import RecentNames
 from .requests import (
+    Answered,
     AwaitReady,
     Flush,
     Forget,
@@ -49,7 +50,6 @@ from .requests import (
     NormalGroupChange,
     Publish,
     PutBack,
-    Request,
     Stop,
     Take,
     UnbindNormalGroups,
@@ -339,11 +339,11 @@ class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
             if self._pid != os.getpid():
                 self._become_child()
 
-    async def _ask(self, request: Request) -> Any:
+    async def _ask(self, request: Answered) -> Any:
         """Submit a request that has a reply, and await the reply on this loop."""
         io_thread = self._io()
         reply = LoopReply(asyncio.get_running_loop())
-        request.reply = reply  # type: ignore[attr-defined]
+        request.reply = reply
         io_thread.submit(request)
         return await reply.future
 
@@ -374,11 +374,11 @@ class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
         publishes are already in flight (False: the caller waits for this one's confirm, which slows it down)."""
         return not self.settings.wait_for_confirms and self._io().submit_unwaited(publish)
 
-    def _ask_sync(self, request: Request, timeout: float | None) -> Any:
+    def _ask_sync(self, request: Answered, timeout: float | None) -> Any:
         """Submit a request that has a reply, and block this (loopless) thread until it is answered."""
         io_thread = self._io()
         reply = ThreadReply()
-        request.reply = reply  # type: ignore[attr-defined]
+        request.reply = reply
         io_thread.submit(request)
         return reply.wait(timeout)
 

@@ -30,7 +30,9 @@ class Request:
 
 
 @dataclass(slots=True)
-class _Answered(Request):
+class Answered(Request):
+    """A request whose caller waits for its answer through `reply` (None: nobody waits)."""
+
     reply: Reply | None
 
     def fail(self, exc: BaseException) -> None:
@@ -43,7 +45,7 @@ class _Answered(Request):
 
 
 @dataclass(slots=True)
-class Publish(_Answered):
+class Publish(Answered):
     """Publish `body` with a publisher confirm; answered True (ack) or False (nack: a queue was full)."""
 
     exchange: str = ""
@@ -55,7 +57,7 @@ class Publish(_Answered):
 
 
 @dataclass(slots=True)
-class _MembershipChange(_Answered):
+class _MembershipChange(Answered):
     group: str = ""
     channel: str = ""
 
@@ -78,22 +80,22 @@ class NormalGroupChange(_MembershipChange):
 
 
 @dataclass(slots=True)
-class UnbindNormalGroups(_Answered):
+class UnbindNormalGroups(Answered):
     """flush(): remove the normal channels' group bindings this process made; answered once RabbitMQ has."""
 
 
 @dataclass(slots=True)
-class AwaitReady(_Answered):
+class AwaitReady(Answered):
     """Answered once the queue is declared and consumed (at once when it already is)."""
 
 
 @dataclass(slots=True)
-class Flush(_Answered):
+class Flush(Answered):
     """flush(): drop this process's messages and memberships and purge its queue; answered after the purge."""
 
 
 @dataclass(slots=True)
-class Stop(_Answered):
+class Stop(Answered):
     """Close the connection and end the I/O thread; answered when the thread is done."""
 
 
