@@ -57,7 +57,7 @@ from .consumer import ConsumerSide
 from .envelope import Recipient
 from .errors import LayerClosed, RabbitmqLayerError
 from .ledgers import DropLog, PauseWatch, UnwaitedPublishes
-from .link import STOPPED, Link, LinkState, guarded
+from .link import STOPPED, Link, LinkState, guarded, let_go_in_child
 from .names import RecentNames
 from .normal_groups import NormalGroupBindings
 from .publisher import PublisherSide
@@ -199,8 +199,8 @@ class IOThread:
         untouched; without this, children would keep a dead parent's connection, and its exclusive queue, alive.
         """
         self._funnel.close(LayerClosed("the channel layer was forked: this child starts a layer of its own"))
-        self._consumer.link.let_go_in_child()
-        self._publisher.link.let_go_in_child()
+        let_go_in_child(self._consumer.link)
+        let_go_in_child(self._publisher.link)
         try:
             self._ioloop.close()
         except Exception:

@@ -80,6 +80,16 @@ class LinkState(enum.Enum):
 IDLE, CONNECTING, READY, WAITING = LinkState.IDLE, LinkState.CONNECTING, LinkState.READY, LinkState.WAITING
 STOPPING, STOPPED = LinkState.STOPPING, LinkState.STOPPED
 
+# The life cycle as a table: the states a link may move to from each state (`Link._move` checks every move).
+TRANSITIONS: dict[LinkState, frozenset[LinkState]] = {
+    IDLE: frozenset({CONNECTING, STOPPING}),  # the first request that needs the link, or the layer closes first
+    CONNECTING: frozenset({READY, WAITING, STOPPING}),  # set up, failed, or closing
+    READY: frozenset({WAITING, STOPPING}),  # lost, or closing
+    WAITING: frozenset({CONNECTING, STOPPING}),  # the backoff is over, or closing
+    STOPPING: frozenset({STOPPED}),  # the connection is closed
+    STOPPED: frozenset(),
+}
+
 
 def declare_exchange(link: Link, name: str, kind: str, then: Callable[[Any], None]) -> None:
     """A setup step: `exchange.declare` of `name` (`kind`: a pika `ExchangeType`) on `link`'s channel; the
@@ -325,7 +335,7 @@ class Link:
         self._connection_name = connection_name
         self._owner = owner
         self.inflight = InFlight()  # requests answered by RPCs on the current connection: emptied when it ends
-        self.state = IDLE
+        self.state = IDLE  # changed only by `_move`
         self.connection: pika.SelectConnection | None = None
         self.channel: Any = None  # the pika Channel of the current connection, once open
         self.more_channels: list[Any] = []  # further channels of the current connection (`open_more_channels`)
@@ -393,6 +403,12 @@ class Link:
         for _ in range(count):
             connection.channel(on_open_callback=self.step(opened))
 
+    def _move(self, to: LinkState) -> None:
+        """Enter `to`; a move that `TRANSITIONS` does not allow is a bug, logged (the caller's clean-up still runs)."""
+        if to not in TRANSITIONS[self.state]:
+            _log_bad_move(self, to)
+        self.state = to
+
     # -- life cycle ----------------------------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -404,7 +420,7 @@ class Link:
     def connect(self) -> None:
         if self.state not in (IDLE, WAITING):  # stopping, stopped, or an attempt already under way
             return
-        self.state = CONNECTING
+        self._move(CONNECTING)
         attempt = self.hosts.next(keep_apart=self._attempt_failed is False)
         self.url = self.settings.redacted_host(attempt)
         logger.debug("Connecting the %s link to RabbitMQ at %s", self.role, self.url)
@@ -442,7 +458,7 @@ class Link:
     def _on_setup_done(self) -> None:
         if self.state is not CONNECTING:
             return
-        self.state = READY
+        self._move(READY)
         self.connects += 1
         self._attempt_failed = False
         self._retry_delay = RECONNECT_FIRST_DELAY
@@ -528,7 +544,7 @@ class Link:
         """
         if self.state is READY:
             self.losses += 1
-        self.state = WAITING
+        self._move(WAITING)
         self.last_error, self.last_error_at = reason, time.time()
         self.inflight.end(Ending.LOST, reason, resend=self.parked.park)
         self._owner.on_lost(reason)
@@ -588,7 +604,7 @@ class Link:
         """
         if self.state in (STOPPING, STOPPED):
             return
-        self.state = STOPPING
+        self._move(STOPPING)
         closed = LayerClosed("the channel layer is closed")
         for request in self.parked.release():
             request.fail(closed)
@@ -600,18 +616,27 @@ class Link:
 
     def _stopped(self) -> None:
         if self.state is not STOPPED:
-            self.state = STOPPED
+            self._move(STOPPED)
             self.inflight.end(Ending.CLOSED, "the channel layer is closed", resend=self.parked.park)
             self._owner.on_stopped()
 
-    def let_go_in_child(self) -> None:
-        """In a forked child: close the inherited copy of this link's socket, sending nothing.
 
-        Best effort: it reaches into pika's transport for the socket.
-        """
-        sock = getattr(getattr(self.connection, "_transport", None), "_sock", None)
-        try:
-            if sock is not None:
-                sock.close()
-        except Exception:
-            logger.debug("after fork: could not close an inherited socket", exc_info=True)
+def let_go_in_child(link: Link) -> None:
+    """In a forked child: close the inherited copy of `link`'s socket, sending nothing.
+
+    Best effort: it reaches into pika's transport for the socket.
+    """
+    sock = getattr(getattr(link.connection, "_transport", None), "_sock", None)
+    try:
+        if sock is not None:
+            sock.close()
+    except Exception:
+        logger.debug("after fork: could not close an inherited socket", exc_info=True)
+
+
+def _log_bad_move(link: Link, to: LinkState) -> None:
+    logger.error(
+        "The %s link moved from %s to %s, which its life cycle does not allow: please report this bug",
+        link.role, link.state.name, to.name,
+        extra={"event": "link_bad_move", "link": link.role},
+    )  # fmt: skip

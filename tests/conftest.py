@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 import shlex
@@ -104,6 +105,26 @@ def dropped(caplog: pytest.LogCaptureFixture, reason: str) -> int:
         for record in caplog.records
         if getattr(record, "event", None) in events and getattr(record, "reason", None) == reason
     )
+
+
+class _BadMoves(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "event", None) == "link_bad_move":
+            self.seen.append(record.getMessage())
+
+
+@pytest.fixture(autouse=True)
+def _no_link_leaves_its_life_cycle() -> Iterator[None]:
+    """Every test also checks that no link moved between states its life cycle does not allow (`link.TRANSITIONS`)."""
+    handler, logger = _BadMoves(), logging.getLogger("channels_rabbitmq_threaded.link")
+    logger.addHandler(handler)
+    yield
+    logger.removeHandler(handler)
+    assert not handler.seen, handler.seen
 
 
 @pytest.fixture(scope="session", autouse=True)
