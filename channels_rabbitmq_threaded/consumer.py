@@ -93,7 +93,7 @@ class ConsumerHub(Protocol):
     def deliveries_lost(self) -> None:
         """The consumer connection is gone, and with it every delivery not yet acknowledged."""
 
-    def released(self, requests: list[Request]) -> None:
+    def run_unparked(self, requests: list[Request]) -> None:
         """A link became ready: run the requests that waited for it."""
 
     def stopped(self) -> None:
@@ -246,7 +246,7 @@ class ConsumerSide:
     # -- LinkOwner: the rest of the life cycle ------------------------------------------------------------------------
 
     def on_ready(self, requests: list[Request]) -> None:
-        self._hub.released(requests)
+        self._hub.run_unparked(requests)
 
     def on_lost(self, reason: str) -> None:
         self._hub.deliveries_lost()
@@ -478,9 +478,9 @@ class GroupBindings:
             if self._link.inflight.settle(request):
                 request.resolve()
 
-    def release(self, group: str) -> None:
+    def unbind_later(self, group: str) -> None:
         """The group's last local member left: unbind it after `group_unbind_delay`, unless a member joins again."""
-        self._delayed.release(group)
+        self._delayed.unbind_later(group)
 
     def unbind(self, group: str) -> None:
         self._delayed.cancel(group)
@@ -571,8 +571,8 @@ class NormalConsumers:
 class DelayedUnbinds:
     """Groups whose last local member left, each unbound `delay` seconds later unless a member joins again first.
 
-    One pika timer serves them all: the delay is the same for every group, so release order is due order.
-    Owned by the I/O thread.
+    One pika timer serves them all: the delay is the same for every group, so the order of the `unbind_later`
+    calls is due order. Owned by the I/O thread.
     """
 
     def __init__(self, ioloop: Any, delay: float, unbind: Callable[[str], None]) -> None:
@@ -583,7 +583,7 @@ class DelayedUnbinds:
         self._order: deque[tuple[float, str]] = deque()  # (due, group), oldest first; may hold reclaimed groups
         self._timer: Any = None
 
-    def release(self, group: str) -> None:
+    def unbind_later(self, group: str) -> None:
         if self._delay <= 0:
             self._unbind(group)
             return
@@ -618,7 +618,7 @@ class DelayedUnbinds:
         now = time.monotonic()
         while self._order and self._order[0][0] <= now:
             due, group = self._order.popleft()
-            if self._due.get(group) == due:  # not reclaimed, nor released again later
+            if self._due.get(group) == due:  # not reclaimed, nor given up again later
                 del self._due[group]
                 self._unbind(group)
         if self._order:

@@ -227,7 +227,7 @@ class IOThread:
         self._funnel.close(death)
         for link in (self._consumer.link, self._publisher.link):
             link.inflight.fail_all(death)
-            for request in link.parked.release():
+            for request in link.parked.take_all():
                 request.fail(death)
         waiters, _ = self._routing.close()
         for waiter in waiters:
@@ -267,7 +267,7 @@ class IOThread:
 
     # -- what the two sides tell the hub (ConsumerHub, PublisherHub) ---------------------------------------------------
 
-    def released(self, requests: list[Request]) -> None:
+    def run_unparked(self, requests: list[Request]) -> None:
         for request in requests:
             self._handle(request)
 
@@ -323,7 +323,7 @@ class IOThread:
 
     def _group_discard(self, request: GroupDiscard) -> None:
         if self._routing.membership.discard(request.group, request.channel):
-            self._consumer.bindings.release(request.group)
+            self._consumer.bindings.unbind_later(request.group)
         request.resolve()
 
     def _flush(self, request: Flush) -> None:
@@ -431,14 +431,15 @@ class EffectsCarrier:
                 extra={"event": "memberships_expired", "count": effects.memberships_expired},
             )
         for group in effects.unbind:
-            self._consumer.bindings.release(group)
+            self._consumer.bindings.unbind_later(group)
         if effects.paused:
             self._pauses.paused()
 
     def _describe_pause(self) -> str:
         return (
-            f"local_capacity ({self._routing.capacity}) reached, and no receive() is waiting or every channel holding"
-            " messages is being read; RabbitMQ keeps the backlog and senders get ChannelFull at remote_capacity."
+            f"local_capacity ({self._routing.local_capacity}) reached, and no receive() is waiting or every channel"
+            " holding messages is being read; RabbitMQ keeps the backlog and senders get ChannelFull at"
+            " remote_capacity."
             f" Biggest backlogs: {self._routing.biggest_backlogs()}"
         )
 

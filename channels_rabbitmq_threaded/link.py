@@ -251,14 +251,14 @@ class ParkedRequests:
     def __len__(self) -> int:  # safe to read from any thread (an approximate figure there)
         return len(self._waiting)
 
-    def release(self) -> list[Request]:
+    def take_all(self) -> list[Request]:
         """Take every waiting request out (to run it, or to fail it)."""
         if self._timer is not None:
             self._ioloop.remove_timeout(self._timer)
             self._timer = None
-        released = [request for _, request in self._waiting]
+        taken = [request for _, request in self._waiting]
         self._waiting.clear()
-        return released
+        return taken
 
     @guarded
     def _on_deadline(self) -> None:
@@ -475,7 +475,7 @@ class Link:
                 "connection_name": self._connection_name,
             },
         )
-        self._owner.on_ready(self.parked.release())
+        self._owner.on_ready(self.parked.take_all())
 
     @guarded
     def _on_open_error(self, _connection: Any, error: BaseException | str) -> None:
@@ -488,7 +488,7 @@ class Link:
         reason = f"cannot connect to RabbitMQ at {self.url}: {describe(exc)}"
         if is_refusal(exc):  # retrying won't help until an operator acts: tell the waiting callers now
             refused = BrokerRefused(reason)
-            for request in self.parked.release():
+            for request in self.parked.take_all():
                 request.fail(refused)
         self._lost(reason, describe(exc), "link_connect_failed")
 
@@ -592,7 +592,7 @@ class Link:
         )
         self.blocked = None
         if self.state is READY:
-            self._owner.on_ready(self.parked.release())
+            self._owner.on_ready(self.parked.take_all())
 
     # -- the end ----------------------------------------------------------------------------------------------------
 
@@ -606,7 +606,7 @@ class Link:
             return
         self._move(STOPPING)
         closed = LayerClosed("the channel layer is closed")
-        for request in self.parked.release():
+        for request in self.parked.take_all():
             request.fail(closed)
         connection = self.connection
         if connection is None or connection.is_closed:

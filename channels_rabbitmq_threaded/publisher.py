@@ -57,7 +57,7 @@ logger = logging.getLogger(__name__)
 class PublisherHub(Protocol):
     """What the publisher side tells the I/O thread's hub."""
 
-    def released(self, requests: list[Request]) -> None:
+    def run_unparked(self, requests: list[Request]) -> None:
         """A link became ready (or unblocked): run the requests that waited for it."""
 
     def stopped(self) -> None:
@@ -138,7 +138,7 @@ class PublisherSide:
         if self._confirm_deadline is not None:
             self._ioloop.remove_timeout(self._confirm_deadline)
             self._confirm_deadline = None
-        self._hub.released(requests)
+        self._hub.run_unparked(requests)
 
     def on_lost(self, reason: str) -> None:
         pass  # the link's InFlight answered the publishes; `_reset` forgot the rest

@@ -369,7 +369,7 @@ class ExpiryHeap:
         while heap and heap[0][0] <= now:
             yield heapq.heappop(heap)[2]
 
-    def released(self, live: int) -> None:
+    def compact_if_stale(self, live: int) -> None:
         """A delivery left its last channel; `live` are still held: compact if stale entries abound."""
         if len(self._heap) > 2 * live + EXPIRY_HEAP_SLACK:
             self._heap[:] = [entry for entry in self._heap if entry[2].holders]
@@ -384,12 +384,12 @@ class Inbox(Generic[W, T]):
 
     def __init__(
         self,
-        capacity: int,
+        local_capacity: int,
         expiry: float,
         group_expiry: float = math.inf,
         channel_capacity: Callable[[str], int] = lambda _channel: sys.maxsize,
     ) -> None:
-        self.capacity = capacity
+        self.local_capacity = local_capacity  # the most messages the process holds in memory, all channels together
         self.expiry = expiry
         self.group_expiry = group_expiry
         self.channel_capacity = channel_capacity  # the most messages one channel may hold in memory
@@ -440,7 +440,7 @@ class Inbox(Generic[W, T]):
         else:
             buffer.waiters.append(waiter)
             self._waiting += 1
-        self._release_held(now, effects)
+        self._let_in_held(now, effects)
         return effects
 
     def take_ready(self, channel: str, now: float) -> Message | None:
@@ -503,7 +503,7 @@ class Inbox(Generic[W, T]):
         self._expire(now, effects)
         effects.memberships_expired, emptied = self.membership.expire(now - self.group_expiry)
         effects.unbind.extend(emptied)
-        self._release_held(now, effects)
+        self._let_in_held(now, effects)
         return effects
 
     def next_expiry(self) -> float | None:
@@ -582,7 +582,7 @@ class Inbox(Generic[W, T]):
 
     def _has_room(self, now: float) -> bool:
         """Room for one more delivery: under capacity, or an idle backlog to shed while someone waits."""
-        return self._in_memory < self.capacity or (
+        return self._in_memory < self.local_capacity or (
             self._waiting > 0 and biggest_idle_backlog(self._buffers, now) is not None
         )
 
@@ -634,10 +634,10 @@ class Inbox(Generic[W, T]):
 
     def _shed(self, now: float, effects: Effects[W, T]) -> None:
         """Over capacity (while someone waits): drop the oldest message of the biggest idle backlog."""
-        while self._in_memory > self.capacity and (idle := biggest_idle_backlog(self._buffers, now)) is not None:
+        while self._in_memory > self.local_capacity and (idle := biggest_idle_backlog(self._buffers, now)) is not None:
             channel, buffer = idle
             buffered = buffer.messages.popleft()
-            self._release_holder(buffered, channel)
+            self._drop_holder(buffered, channel)
             effects.drops.append(Drop(channel, DropReason.CAPACITY))
             self._forget_if_empty(channel, buffer)
 
@@ -645,16 +645,16 @@ class Inbox(Generic[W, T]):
         """Take the head of `channel` for a receiver: the message (its own copy if shared) and its expiry."""
         buffer.read_at = now
         buffered = buffer.messages.popleft()
-        self._release_holder(buffered, channel)
+        self._drop_holder(buffered, channel)
         return (dict(buffered.message) if buffered.shared else buffered.message), buffered.expires_at
 
-    def _release_holder(self, buffered: _Buffered, channel: str) -> None:
+    def _drop_holder(self, buffered: _Buffered, channel: str) -> None:
         buffered.holders.remove(channel)
         if not buffered.holders:
             self._in_memory -= 1
-            self._expiries.released(self._in_memory)
+            self._expiries.compact_if_stale(self._in_memory)
 
-    def _release_held(self, now: float, effects: Effects[W, T]) -> None:
+    def _let_in_held(self, now: float, effects: Effects[W, T]) -> None:
         while self._held and self._has_room(now):
             token, recipient, message = self._held.popleft()
             self._route(recipient, message, now, effects)

@@ -48,9 +48,9 @@ class SharedInbox(Inbox[W, T]):
     """An `Inbox` whose every buffer-touching call holds `lock`; see the module's theory of operation."""
 
     def __init__(
-        self, capacity: int, expiry: float, group_expiry: float, channel_capacity: Callable[[str], int]
+        self, local_capacity: int, expiry: float, group_expiry: float, channel_capacity: Callable[[str], int]
     ) -> None:
-        super().__init__(capacity, expiry, group_expiry, channel_capacity)
+        super().__init__(local_capacity, expiry, group_expiry, channel_capacity)
         self.lock = threading.Lock()
         self.closed = False
 

@@ -21,7 +21,7 @@ from channels_rabbitmq_threaded.envelope import Recipient, encode
 from channels_rabbitmq_threaded.errors import BrokerUnavailable, ConfirmLost, LayerClosed, RabbitmqLayerError
 from channels_rabbitmq_threaded.inflight import Ending, InFlight, Waiting, exception_for
 from channels_rabbitmq_threaded.ledgers import DropLog, UnwaitedPublishes
-from channels_rabbitmq_threaded.link import READY, STOPPED, WAITING
+from channels_rabbitmq_threaded.link import CONNECTING, READY, STOPPED
 from channels_rabbitmq_threaded.publisher import PublisherSide
 from channels_rabbitmq_threaded.requests import Flush, GroupAdd, Publish
 
@@ -102,7 +102,7 @@ class FakeHub:
 
     def deliveries_lost(self) -> None: ...
 
-    def released(self, requests: list) -> None: ...
+    def run_unparked(self, requests: list) -> None: ...
 
     def stopped(self) -> None: ...
 
@@ -163,7 +163,7 @@ def test_every_waiting_request_is_answered_once_whatever_ends_its_connection(kin
         link._lost("the connection was cut", "StreamLostError", "link_lost")
         if kind is not Waiting.PURGE:  # parked to be sent again; no new connection in time
             assert reply.count == 0 and len(link.parked) == 1
-            link._on_park_timeout(link.parked.release()[0])
+            link._on_park_timeout(link.parked.take_all()[0])
         expected: type[BaseException] = ConfirmLost if kind is Waiting.CONFIRM else BrokerUnavailable
     elif event == "stopped":
         link.connection = None
@@ -185,7 +185,7 @@ def test_every_waiting_request_is_answered_once_whatever_ends_its_connection(kin
 def test_a_request_parked_before_its_rpc_waits_across_a_loss_and_is_answered_when_the_link_stops() -> None:
     consumer, _, _ = sides()
     reply = Answers()
-    consumer.link.state = WAITING
+    consumer.link.state = CONNECTING  # an attempt under way, which fails
     consumer.link.parked.park(GroupAdd(reply=reply, group="g", channel="specific.channels_test!1"))
     consumer.link._lost("the connection attempt failed", "ConnectionRefusedError", "link_connect_failed")
     assert reply.count == 0  # still waiting for the next connection (at most connect_timeout)
@@ -215,7 +215,7 @@ def test_the_publisher_publishes_again_after_a_cut_during_a_declare() -> None:
     publisher.link._lost("the connection was cut", "StreamLostError", "link_lost")
     assert first.count == 0 and len(publisher.link.parked) == 1  # waits for the next connection
     publisher.link.channel = channel = FakeChannel()
-    for request in publisher.link.parked.release():  # what the link does once the new connection is ready
+    for request in publisher.link.parked.take_all():  # what the link does once the new connection is ready
         publisher.publish(request)  # type: ignore[arg-type]
     channel.answer_last("queue_declare")  # declared again on the new channel, then published
     assert [rpc for rpc, _ in channel.rpcs] == ["queue_declare", "basic_publish"]
@@ -230,7 +230,7 @@ def test_a_publish_cut_before_its_confirm_is_published_again_with_the_same_messa
     publisher.publish(publish)
     message_id = publish.message_id
     publisher.link._lost("the connection was cut", "StreamLostError", "link_lost")
-    assert reply.count == 0 and publisher.link.parked.release() == [publish]
+    assert reply.count == 0 and publisher.link.parked.take_all() == [publish]
     publisher.link.channel = FakeChannel()
     publisher.publish(publish)
     assert message_id and publish.message_id == message_id  # the receiver's window drops the copy

@@ -27,7 +27,7 @@ def group(name: str) -> Recipient:
 
 
 def test_buffered_message_is_taken_in_order_and_acked_on_arrival() -> None:
-    inbox: Inbox[str, int] = Inbox(capacity=10, expiry=60)
+    inbox: Inbox[str, int] = Inbox(local_capacity=10, expiry=60)
     assert inbox.offer(1, to("a!1"), {"n": 1}, now=0).acks == [1]
     assert inbox.offer(2, to("a!1"), {"n": 2}, now=0).acks == [2]
     first = inbox.take("a!1", "w1", now=1).handoffs
@@ -38,7 +38,7 @@ def test_buffered_message_is_taken_in_order_and_acked_on_arrival() -> None:
 
 
 def test_waiting_receiver_gets_the_next_delivery_directly() -> None:
-    inbox: Inbox[str, int] = Inbox(capacity=10, expiry=60)
+    inbox: Inbox[str, int] = Inbox(local_capacity=10, expiry=60)
     assert inbox.take("a!1", "w", now=0).handoffs == []
     assert inbox.waiting == 1
     effects = inbox.offer(7, to("a!1"), {"x": 1}, now=0)
@@ -48,7 +48,7 @@ def test_waiting_receiver_gets_the_next_delivery_directly() -> None:
 
 
 def test_waiters_are_served_first_come_first_served() -> None:
-    inbox: Inbox[str, int] = Inbox(capacity=10, expiry=60)
+    inbox: Inbox[str, int] = Inbox(local_capacity=10, expiry=60)
     inbox.take("a!1", "w1", now=0)
     inbox.take("a!1", "w2", now=0)
     assert inbox.offer(1, to("a!1"), {"n": 1}, now=0).handoffs[0].waiter == "w1"
@@ -56,7 +56,7 @@ def test_waiters_are_served_first_come_first_served() -> None:
 
 
 def test_group_delivery_fans_out_to_local_members_with_independent_copies() -> None:
-    inbox: Inbox[str, int] = Inbox(capacity=10, expiry=60)
+    inbox: Inbox[str, int] = Inbox(local_capacity=10, expiry=60)
     assert inbox.membership.add("g", "a!1", 0) is True
     assert inbox.membership.add("g", "a!2", 0) is False
     inbox.take("a!1", "w1", now=0)
@@ -72,7 +72,7 @@ def test_group_delivery_fans_out_to_local_members_with_independent_copies() -> N
 
 
 def test_group_delivery_without_local_member_is_acked_and_reported() -> None:
-    inbox: Inbox[str, int] = Inbox(capacity=10, expiry=60)
+    inbox: Inbox[str, int] = Inbox(local_capacity=10, expiry=60)
     effects = inbox.offer(3, group("nobody"), {}, now=0)
     assert effects.acks == [3]
     assert effects.drops == [Drop("nobody", "no local member")]
@@ -91,7 +91,7 @@ def test_membership_first_and_last() -> None:
 
 
 def test_at_capacity_with_nobody_waiting_deliveries_are_held_unacked() -> None:
-    inbox: Inbox[str, int] = Inbox(capacity=2, expiry=60)
+    inbox: Inbox[str, int] = Inbox(local_capacity=2, expiry=60)
     inbox.offer(1, to("a!1"), {"n": 1}, now=0)
     inbox.offer(2, to("a!1"), {"n": 2}, now=0)
     held = inbox.offer(3, to("a!1"), {"n": 3}, now=0)
@@ -107,7 +107,7 @@ def test_at_capacity_with_nobody_waiting_deliveries_are_held_unacked() -> None:
 
 
 def test_a_waiting_receiver_releases_held_deliveries_and_sheds_the_biggest_backlog() -> None:
-    inbox: Inbox[str, int] = Inbox(capacity=2, expiry=60)
+    inbox: Inbox[str, int] = Inbox(local_capacity=2, expiry=60)
     inbox.offer(1, to("zombie!1"), {"n": 1}, now=0)
     inbox.offer(2, to("zombie!1"), {"n": 2}, now=0)
     inbox.offer(3, to("zombie!1"), {"n": 3}, now=0)  # held: nobody waits
@@ -122,7 +122,7 @@ def test_a_waiting_receiver_releases_held_deliveries_and_sheds_the_biggest_backl
 
 
 def test_at_capacity_a_backlog_being_read_is_held_not_shed_until_its_channel_turns_idle() -> None:
-    inbox: Inbox[str, int] = Inbox(capacity=2, expiry=60)
+    inbox: Inbox[str, int] = Inbox(local_capacity=2, expiry=60)
     for n in range(3):
         inbox.offer(n, to("busy!1"), {"n": n}, now=0)
     inbox.take("busy!1", "w0", now=1)  # its reader takes n=0, routes n=2, and is busy with it: being read
@@ -138,7 +138,7 @@ def test_at_capacity_a_backlog_being_read_is_held_not_shed_until_its_channel_tur
 
 
 def test_a_channel_being_read_takes_a_burst_beyond_its_capacity() -> None:
-    inbox: Inbox[str, int] = Inbox(capacity=100, expiry=60, channel_capacity=lambda c: 2)
+    inbox: Inbox[str, int] = Inbox(local_capacity=100, expiry=60, channel_capacity=lambda c: 2)
     inbox.offer(0, to("a!1"), {"n": 0}, now=0)
     inbox.take("a!1", "w", now=0)  # its reader took one and is busy with it
     drops = [drop for n in range(1, 6) for drop in inbox.offer(n, to("a!1"), {"n": n}, now=1).drops]
@@ -148,7 +148,7 @@ def test_a_channel_being_read_takes_a_burst_beyond_its_capacity() -> None:
 
 
 def test_expiry_drops_old_messages_and_leaves_groups() -> None:
-    inbox: Inbox[str, int] = Inbox(capacity=10, expiry=5)
+    inbox: Inbox[str, int] = Inbox(local_capacity=10, expiry=5)
     inbox.membership.add("g", "a!1", 0)
     inbox.membership.add("h", "a!1", 0)
     inbox.membership.add("h", "b!1", 0)
@@ -167,7 +167,7 @@ def test_expiry_drops_old_messages_and_leaves_groups() -> None:
 
 
 def test_take_never_hands_out_an_expired_message() -> None:
-    inbox: Inbox[str, int] = Inbox(capacity=10, expiry=1)
+    inbox: Inbox[str, int] = Inbox(local_capacity=10, expiry=1)
     inbox.offer(1, to("a!1"), {}, now=0)
     effects = inbox.take("a!1", "w", now=2)
     assert effects.handoffs == [] and effects.drops == [Drop("a!1", "expired")]
@@ -175,7 +175,7 @@ def test_take_never_hands_out_an_expired_message() -> None:
 
 
 def test_take_ready_hands_a_fresh_head_with_nothing_else_to_do() -> None:
-    inbox: Inbox[str, int] = Inbox(capacity=10, expiry=60)
+    inbox: Inbox[str, int] = Inbox(local_capacity=10, expiry=60)
     assert inbox.take_ready("a!1", now=0) is None  # nothing there
     inbox.membership.add("g", "a!1", 0)
     inbox.membership.add("g", "b!1", 0)
@@ -188,7 +188,7 @@ def test_take_ready_hands_a_fresh_head_with_nothing_else_to_do() -> None:
 
 
 def test_take_ready_leaves_an_expired_head_and_held_deliveries_to_take() -> None:
-    inbox: Inbox[str, int] = Inbox(capacity=1, expiry=60)
+    inbox: Inbox[str, int] = Inbox(local_capacity=1, expiry=60)
     inbox.offer(1, to("a!1"), {"n": 1}, now=0)
     assert inbox.take_ready("a!1", now=60) is None  # expired: `take` drops it and logs it
     assert inbox.biggest_backlogs() == [("a!1", 1)]
@@ -199,7 +199,7 @@ def test_take_ready_leaves_an_expired_head_and_held_deliveries_to_take() -> None
 
 
 def test_wait_ready_registers_only_when_nothing_is_buffered_or_held() -> None:
-    inbox: Inbox[str, int] = Inbox(capacity=1, expiry=60)
+    inbox: Inbox[str, int] = Inbox(local_capacity=1, expiry=60)
     assert inbox.wait_ready("a!1", "w1")
     assert inbox.waiting == 1
     assert [h.waiter for h in inbox.offer(1, to("a!1"), {"n": 1}, now=0).handoffs] == ["w1"]
@@ -212,7 +212,7 @@ def test_wait_ready_registers_only_when_nothing_is_buffered_or_held() -> None:
 
 
 def test_put_back_goes_to_the_head_or_the_next_waiter() -> None:
-    inbox: Inbox[str, int] = Inbox(capacity=10, expiry=60)
+    inbox: Inbox[str, int] = Inbox(local_capacity=10, expiry=60)
     inbox.offer(1, to("a!1"), {"n": 2}, now=0)
     inbox.put_back("a!1", {"n": 1}, expires_at=50, now=1)
     assert [inbox.take("a!1", f"w{i}", now=1).handoffs[0].message for i in range(2)] == [{"n": 1}, {"n": 2}]
@@ -222,7 +222,7 @@ def test_put_back_goes_to_the_head_or_the_next_waiter() -> None:
 
 
 def test_forget_removes_a_waiter_once() -> None:
-    inbox: Inbox[str, int] = Inbox(capacity=10, expiry=60)
+    inbox: Inbox[str, int] = Inbox(local_capacity=10, expiry=60)
     inbox.take("a!1", "w", now=0)
     assert inbox.forget("a!1", "w") is True
     assert inbox.forget("a!1", "w") is False
@@ -230,7 +230,7 @@ def test_forget_removes_a_waiter_once() -> None:
 
 
 def test_discard_held_and_close() -> None:
-    inbox: Inbox[str, int] = Inbox(capacity=1, expiry=60)
+    inbox: Inbox[str, int] = Inbox(local_capacity=1, expiry=60)
     inbox.offer(1, to("a!1"), {}, now=0)
     inbox.offer(2, to("a!1"), {}, now=0)
     assert inbox.discard_held() == 1
@@ -241,7 +241,7 @@ def test_discard_held_and_close() -> None:
 
 
 def test_memberships_expire_group_expiry_after_the_last_group_add() -> None:
-    inbox: Inbox[str, int] = Inbox(capacity=10, expiry=60, group_expiry=100)
+    inbox: Inbox[str, int] = Inbox(local_capacity=10, expiry=60, group_expiry=100)
     inbox.membership.add("g", "a!1", 0)
     inbox.membership.add("g", "b!1", 10)
     inbox.membership.add("h", "a!1", 20)
@@ -257,7 +257,7 @@ def test_memberships_expire_group_expiry_after_the_last_group_add() -> None:
 
 
 def test_a_discarded_membership_does_not_expire_later() -> None:
-    inbox: Inbox[str, int] = Inbox(capacity=10, expiry=60, group_expiry=100)
+    inbox: Inbox[str, int] = Inbox(local_capacity=10, expiry=60, group_expiry=100)
     inbox.membership.add("g", "a!1", 0)
     inbox.membership.discard("g", "a!1")
     assert inbox.next_expiry() is None
@@ -266,7 +266,7 @@ def test_a_discarded_membership_does_not_expire_later() -> None:
 
 def test_a_full_channel_drops_the_newcomer_and_keeps_what_it_holds() -> None:
     inbox: Inbox[str, int] = Inbox(
-        capacity=100, expiry=60, channel_capacity=lambda c: 2 if c.startswith("tiny") else 50
+        local_capacity=100, expiry=60, channel_capacity=lambda c: 2 if c.startswith("tiny") else 50
     )
     drops = [drop for n in range(4) for drop in inbox.offer(n, to("tiny!1"), {"n": n}, now=0).drops]
     assert drops == [Drop("tiny!1", DropReason.DIRECT_OVER_CAPACITY)] * 2
@@ -277,7 +277,7 @@ def test_a_full_channel_drops_the_newcomer_and_keeps_what_it_holds() -> None:
 
 
 def test_a_group_message_to_a_full_channel_drops_that_copy_only() -> None:
-    inbox: Inbox[str, int] = Inbox(capacity=100, expiry=60, channel_capacity=lambda c: 1)
+    inbox: Inbox[str, int] = Inbox(local_capacity=100, expiry=60, channel_capacity=lambda c: 1)
     inbox.membership.add("g", "a!1", 0)
     inbox.membership.add("g", "b!1", 0)
     inbox.offer(1, to("a!1"), {"n": 1}, now=0)
@@ -289,7 +289,7 @@ def test_a_group_message_to_a_full_channel_drops_that_copy_only() -> None:
 
 
 def test_a_channel_with_a_waiting_receiver_takes_a_message_whatever_its_capacity() -> None:
-    inbox: Inbox[str, int] = Inbox(capacity=100, expiry=60, channel_capacity=lambda c: 1)
+    inbox: Inbox[str, int] = Inbox(local_capacity=100, expiry=60, channel_capacity=lambda c: 1)
     inbox.offer(1, to("a!1"), {"n": 1}, now=0)
     assert inbox.take("a!1", "w1", now=0).handoffs[0].message == {"n": 1}
     inbox.take("a!1", "w2", now=0)
@@ -297,7 +297,7 @@ def test_a_channel_with_a_waiting_receiver_takes_a_message_whatever_its_capacity
 
 
 def test_flush_drops_messages_and_memberships_but_keeps_waiters() -> None:
-    inbox: Inbox[str, int] = Inbox(capacity=1, expiry=60, group_expiry=100)
+    inbox: Inbox[str, int] = Inbox(local_capacity=1, expiry=60, group_expiry=100)
     inbox.membership.add("g", "a!1", 0)
     inbox.offer(1, to("a!1"), {"n": 1}, now=0)
     inbox.offer(2, to("a!1"), {"n": 2}, now=0)  # held: capacity 1, nobody waiting
@@ -363,7 +363,7 @@ def _churn(inbox: Inbox[str, int], channels: int, now: float) -> float:
 
 
 def test_an_inbox_holds_nothing_for_channels_that_came_and_went() -> None:
-    inbox: Inbox[str, int] = Inbox(capacity=200, expiry=5)
+    inbox: Inbox[str, int] = Inbox(local_capacity=200, expiry=5)
     now = _churn(inbox, 3_000, now=0)
     inbox.expire(now + 6)  # what nobody read has expired
     assert inbox.channel_count() == 0
@@ -373,7 +373,7 @@ def test_an_inbox_holds_nothing_for_channels_that_came_and_went() -> None:
 
 
 def test_a_waiting_receiver_handed_a_message_leaves_no_buffer_behind() -> None:
-    inbox: Inbox[str, int] = Inbox(capacity=10, expiry=60)
+    inbox: Inbox[str, int] = Inbox(local_capacity=10, expiry=60)
     inbox.take("a!1", "w", now=0)
     inbox.offer(1, to("a!1"), {}, now=0)
     assert inbox.channel_count() == 0
@@ -386,7 +386,7 @@ def test_a_waiting_receiver_handed_a_message_leaves_no_buffer_behind() -> None:
 
 
 def test_the_expiry_heap_keeps_no_taken_message_until_its_expiry() -> None:
-    inbox: Inbox[str, int] = Inbox(capacity=10_000, expiry=3_600)
+    inbox: Inbox[str, int] = Inbox(local_capacity=10_000, expiry=3_600)
     inbox.offer(0, to("a!old"), {"n": "old"}, now=0)  # one unread message keeps the heap's head in the future
     for n in range(1, 5_000):
         inbox.offer(n, to(f"a!{n}"), {"n": n}, now=0)
