@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pika
 import pytest
 from channels.layers import channel_layers
 
 from channels_rabbitmq_threaded import RabbitmqChannelLayer
 
+from .leftovers import remove_prefixed
 from .netns_cluster import NamespacedCluster, netns_cluster
 from .private_node import PrivateNode, free_port
 
@@ -37,23 +37,9 @@ def broker_ctl(*args: str) -> str:
 
 ROOT = Path(__file__).resolve().parent.parent
 # Each test session uses its own groups exchange on the shared broker, so that two sessions running at once (tox in
-# parallel, two developers) never receive each other's group messages. Removed at the end of the session.
-TEST_EXCHANGE = f"test-groups-{os.getpid()}-{secrets.token_hex(3)}"
-# The normal channels the tests use; their (durable) queues are named f"{TEST_EXCHANGE}.{channel}" and removed too.
-TEST_NORMAL_CHANNELS = (
-    "jobs.early",
-    "jobs.shared",
-    "jobs.left",
-    "jobs.tiny",
-    "jobs.flushed",
-    "jobs.grouped",
-    "jobs.odd",
-    "jobs.expiring",
-    "jobs.churn",
-    "jobs.runworker",
-    "jobs.cut",
-    "jobs.quorum",
-)
+# parallel, two developers) never receive each other's group messages. Its name is the prefix of every name the
+# session gives the broker, all removed by it at the end (tests/leftovers.py).
+TEST_EXCHANGE = os.environ.get("TEST_RUN_PREFIX") or f"test-groups-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 # Debian's Chromium, driven by Playwright (a browser download of Playwright's own does not work here).
@@ -128,17 +114,11 @@ def _no_link_leaves_its_life_cycle() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _remove_test_exchanges() -> Iterator[None]:
+def _remove_what_the_session_made() -> Iterator[None]:
+    """Every queue and exchange under the session's prefix (without rabbitmqctl, the runner outside does it)."""
     yield
-    connection = pika.BlockingConnection(pika.URLParameters(HOST))
-    try:
-        for name in (TEST_EXCHANGE, f"{TEST_EXCHANGE}-1", f"{TEST_EXCHANGE}-2"):
-            for exchange in (name, f"{name}.control"):
-                connection.channel().exchange_delete(exchange)
-        for channel in TEST_NORMAL_CHANNELS:
-            connection.channel().queue_delete(f"{TEST_EXCHANGE}.{channel}")
-    finally:
-        connection.close()
+    if shutil.which(BROKER_CTL[0]) is not None:
+        remove_prefixed(TEST_EXCHANGE, HOST, BROKER_CTL)
 
 
 @pytest.fixture

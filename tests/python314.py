@@ -6,22 +6,25 @@ builds, once, a root file system with `python3.14` and its `venv` module from De
 Debian's archive, as `rabbitmq4.py` does; the version is pinned, `PINNED`), and a virtual environment in it
 (`/opt/venv`); then, in a mount namespace of its own, binds this checkout at `/project` in the root, installs it
 there with its `tests` extra (from the package index, trusting the host's certificate authorities, which go in
-the root's store), and runs the
-command in `/project` with that environment's Python. The root shares the host's network, so the tests reach the
-machine's RabbitMQ at 127.0.0.1:5672 as they do outside. The root is cached under
-``~/.cache/channels_rabbitmq_threaded/``. When the root cannot be built it says why and exits with status 3: it
-never skips. Needs root (chroot, a mount namespace), as CI has.
+the root's store), and runs the command in `/project` with that environment's Python. The root shares the host's
+network, so the tests reach the machine's RabbitMQ at 127.0.0.1:5672 as they do outside. The root is cached under
+``~/.cache/channels_rabbitmq_threaded/``. The root has no rabbitmqctl, so the run's names on the broker get a
+prefix chosen here (`TEST_RUN_PREFIX`), and what is left under it is removed from here afterwards. When the root
+cannot be built it says why and exits with status 3: it never skips. Needs root (chroot, a mount namespace), as CI
+has.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from .leftovers import remove_prefixed
 from .rabbitmq4 import CACHE, Unavailable, debian_root
 
 PINNED = "3.14.10"  # the Python 3.14 Debian sid gives (its archive is a frozen snapshot here)
@@ -64,8 +67,14 @@ def run_inside(root: Path, command: list[str]) -> int:
     )
     environment = {key: value for key, value in os.environ.items() if not key.startswith(("PIP_", "VIRTUAL_ENV"))}
     environment["HOME"] = "/root"
+    # The root has no rabbitmqctl: the run's names get a prefix chosen here, and are removed from here afterwards.
+    prefix = environment["TEST_RUN_PREFIX"] = f"test-py314-{secrets.token_hex(3)}"
     unshare = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
-    return subprocess.run(unshare, env=environment, check=False).returncode
+    try:
+        return subprocess.run(unshare, env=environment, check=False).returncode
+    finally:
+        url = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+        remove_prefixed(prefix, url, shlex.split(os.environ.get("RABBITMQCTL", "rabbitmqctl")))
 
 
 def main(command: list[str]) -> int:
