@@ -10,12 +10,13 @@ import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from channels.layers import channel_layers
 
 from channels_rabbitmq_threaded import RabbitmqChannelLayer
+from channels_rabbitmq_threaded.link import Link
 
 from .leftovers import remove_prefixed
 from .netns_cluster import NamespacedCluster, netns_cluster
@@ -24,6 +25,19 @@ from .private_node import PrivateNode, free_port
 HOST = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 # rabbitmqctl for the broker at HOST: the machine's, or the one `python -m tests.rabbitmq4` started.
 BROKER_CTL = shlex.split(os.environ.get("RABBITMQCTL", "rabbitmqctl"))
+
+
+class Links(NamedTuple):
+    consumer: Link
+    publisher: Link
+
+
+def links(layer: RabbitmqChannelLayer) -> Links:
+    """The layer's two links, for tests that look at their state or cut their connection: the one way tests reach
+    into the I/O thread's sides (the layer must have started its thread)."""
+    io_thread = layer._io_thread
+    assert io_thread is not None, "the layer has not started its I/O thread yet"
+    return Links(io_thread._consumer.link, io_thread._publisher.link)
 
 
 def broker_ctl(*args: str) -> str:

@@ -20,7 +20,7 @@ from pika.exceptions import StreamLostError
 
 from channels_rabbitmq_threaded import BrokerUnavailable, RabbitmqChannelLayer, RabbitmqLayerError
 
-from .conftest import TEST_EXCHANGE
+from .conftest import TEST_EXCHANGE, links
 
 
 def cut_right_after(layer: RabbitmqChannelLayer, role: str, method: str) -> None:
@@ -32,7 +32,7 @@ def cut_right_after(layer: RabbitmqChannelLayer, role: str, method: str) -> None
     def then_cut(*args: object) -> None:
         del side.__dict__[method]  # once only: what the layer does after the cut runs as usual
         original(*args)
-        link = layer._io_thread._consumer.link if role.startswith("consumer") else side.link
+        link = links(layer).consumer if role.startswith("consumer") else side.link
         link.connection._terminate_stream(StreamLostError("test: the stream was cut"))
 
     setattr(side, method, then_cut)

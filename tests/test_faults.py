@@ -13,7 +13,7 @@ import pytest
 from channels_rabbitmq_threaded import MessageTooLarge, RabbitmqChannelLayer, RabbitmqLayerError
 from channels_rabbitmq_threaded.io_thread import LOOP_ESCAPES_TOLERATED
 
-from .conftest import HOST, dropped
+from .conftest import HOST, dropped, links
 from .private_node import PrivateNode
 
 
@@ -85,14 +85,14 @@ async def test_connection_cut_rebinds_groups_and_keeps_receivers_waiting(
 async def test_a_message_over_max_message_size_is_refused_and_the_connection_stays(make_layer) -> None:
     layer = make_layer(max_message_size=1000)
     channel = await layer.new_channel()
-    connections = (layer._io_thread._consumer.link.connection, layer._io_thread._publisher.link.connection)
+    connections = tuple(link.connection for link in links(layer))
     with pytest.raises(MessageTooLarge, match="max_message_size is 1000"):
         await layer.send(channel, {"type": "big", "blob": b"x" * 2000})
     with pytest.raises(ValueError):  # MessageTooLarge is a ValueError too
         await layer.group_send("g", {"type": "big", "blob": b"x" * 2000})
     await layer.send(channel, {"type": "small"})
     assert await layer.receive(channel) == {"type": "small"}
-    assert (layer._io_thread._consumer.link.connection, layer._io_thread._publisher.link.connection) == connections
+    assert tuple(link.connection for link in links(layer)) == connections
 
 
 async def test_if_the_io_thread_dies_anyway_callers_get_a_clear_error(layer) -> None:

@@ -16,7 +16,7 @@ from asgiref.sync import async_to_sync
 
 from channels_rabbitmq_threaded import RabbitmqChannelLayer
 
-from .conftest import HOST, ROOT, TEST_EXCHANGE
+from .conftest import HOST, ROOT, TEST_EXCHANGE, links
 
 # Forking a process whose layer runs an I/O thread is what these tests are about; Python 3.12+ warns about any fork
 # of a multi-threaded process. The layer's at-fork handler is what makes it safe for the layer.
@@ -61,8 +61,7 @@ def connected_parent(make_layer) -> tuple[RabbitmqChannelLayer, str, list[int]]:
     async_to_sync(layer.group_add)("forked", channel)
     async_to_sync(layer.group_send)("forked", {"type": "warm.up"})  # both links are connected now
     assert async_to_sync(layer.receive)(channel) == {"type": "warm.up"}
-    links = (layer._io_thread._consumer.link, layer._io_thread._publisher.link)
-    return layer, channel, [link.connection._transport._sock.fileno() for link in links]
+    return layer, channel, [link.connection._transport._sock.fileno() for link in links(layer)]
 
 
 def check_parent_unaffected(layer: RabbitmqChannelLayer, channel: str) -> None:

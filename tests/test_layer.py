@@ -11,7 +11,7 @@ from channels.exceptions import ChannelFull, StopConsumer
 
 from channels_rabbitmq_threaded import BrokerRefused, BrokerUnavailable, LayerClosed, RabbitmqChannelLayer
 
-from .conftest import HOST, TEST_EXCHANGE, broker_ctl, dropped
+from .conftest import HOST, TEST_EXCHANGE, broker_ctl, dropped, links
 
 
 async def test_round_trip(layer) -> None:
@@ -508,7 +508,7 @@ async def test_binds_use_only_the_channels_the_broker_allows(make_layer, channel
     for n in range(8):
         await layer.group_send(f"limited-{n}", {"type": "n", "n": n})
     assert sorted([(await asyncio.wait_for(layer.receive(channel), 5))["n"] for _ in range(8)]) == list(range(8))
-    assert len(layer._io_thread._consumer.link.more_channels) == channel_max - 1
+    assert len(links(layer).consumer.more_channels) == channel_max - 1
 
 
 async def test_channels_that_came_and_went_leave_nothing_in_the_layer(make_layer) -> None:
