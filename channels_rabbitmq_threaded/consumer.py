@@ -119,7 +119,7 @@ class ConsumerSide:
         self.link = Link("consumer", settings, ioloop, f"channels_rabbitmq_threaded {queue_name} consumer", self)
         self.queue = ProcessQueue(queue_name, ioloop)  # the address, the queue bound to it now, queues left behind
         self.bindings = GroupBindings(settings, ioloop, self.link, self.queue)
-        self._ready: Callable[[], None] = _nothing  # the link's `done`, kept by `_setup` for the last step
+        self._ready: Callable[[], None] = lambda: None  # the link's `done`, kept by `_setup` for the last step
         self._rebinds_left = 0
         self._purges_in_flight = 0  # while > 0, deliveries were sent before a flush's purge: drop them
         self.normal = NormalConsumers(settings, self.link, hub, self._on_delivery)
@@ -623,7 +623,3 @@ class DelayedUnbinds:
                 self._unbind(group)
         if self._order:
             self._timer = self._ioloop.call_later(self._order[0][0] - now, self._on_due)
-
-
-def _nothing() -> None:
-    pass

@@ -100,7 +100,6 @@ class IOThread:
         self.queue_name = queue_name
         self._death: BaseException = LayerClosed("the channel layer is closed")  # what late requests are told
         self._ioloop = IOLoop()
-        self._funnel = RequestFunnel(self._ioloop, self._handle, lambda: self._expiry.schedule())
         self._thread = threading.Thread(target=self._run, name=f"channels-rabbitmq-io:{queue_name}", daemon=True)
         # Everything below belongs to the I/O thread.
         self._drops = DropLog(self._ioloop)
@@ -141,6 +140,7 @@ class IOThread:
         self._apply = EffectsCarrier(settings, self._ioloop, self._routing, self._consumer, self._drops).apply
         self._normal_queues = RecentNames()  # normal-channel queues this process used lately: flush() purges them
         self._expiry = ExpiryTimer(self._ioloop, self._routing, self._apply)
+        self._funnel = RequestFunnel(self._ioloop, self._handle, self._expiry.schedule)  # the one way in (any thread)
         self.figures = Figures(
             self._routing, self._consumer, self._publisher, self._drops, self._normal_queues, self._reach
         )

@@ -82,7 +82,7 @@ class PublisherSide:
         self._drops = drops
         self._unwaited = unwaited  # the reply of every publish nobody waits for (wait_for_confirms=False)
         self.link = Link("publisher", settings, ioloop, f"channels_rabbitmq_threaded {queue_name} publisher", self)
-        self._ready: Callable[[], None] = _nothing
+        self._ready: Callable[[], None] = lambda: None  # the link's `done`, kept by `_setup` for the last step
         self._confirms = PendingConfirms(self.link.inflight, self._on_nack)
         self.confirm_watch = ConfirmWatch(ioloop, self.link, self._confirms, settings.connect_timeout)
         self._confirm_deadline: Any = None  # timer failing publishes stuck behind a blocked connection
@@ -305,7 +305,3 @@ class ConfirmWatch:
                 extra={"event": "confirms_stalled", "url": self._link.url},
             )
             self._link.reconnect(reason, abort=True)
-
-
-def _nothing() -> None:
-    pass
