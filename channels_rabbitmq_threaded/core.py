@@ -364,7 +364,7 @@ class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
         io_thread, self._io_thread = self._io_thread, None
         self._queue_name = _new_queue_name()
         self._receivable.clear()  # they were the parent's channels
-        self._pid = os.getpid()  # last: a thread that sees it unchanged skips `_adopt_this_process`'s lock
+        self._pid = os.getpid()  # last: a thread that sees its own pid here takes the name above without the lock
         if io_thread is not None:
             _live_threads.discard(io_thread)
             io_thread.let_go_in_child()

@@ -33,8 +33,8 @@ class Links(NamedTuple):
 
 
 def links(layer: RabbitmqChannelLayer) -> Links:
-    """The layer's two links, for tests that look at their state or cut their connection: the one way tests reach
-    into the I/O thread's sides (the layer must have started its thread)."""
+    """The layer's two links, for tests that look at their state or cut their connection (the layer must have
+    started its thread): tests reach the links through this, not through the I/O thread's sides."""
     io_thread = layer._io_thread
     assert io_thread is not None, "the layer has not started its I/O thread yet"
     return Links(io_thread._consumer.link, io_thread._publisher.link)

@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pika
 import pytest
 from celery import Celery
 
@@ -121,7 +120,8 @@ def http_workers(command: list[str], model: str, port: int) -> Iterator[Workers]
 
 @pytest.fixture
 def celery_worker(request: pytest.FixtureRequest) -> Iterator[Workers]:
-    """`celery worker -P <pool>` on a task queue of the test's own (deleted afterwards, with its exchange)."""
+    """`celery worker -P <pool>` on a task queue of the test's own, under the session's prefix (so the session
+    removes it and its exchange at its end, with the rest of what it made: tests/leftovers.py)."""
     pool, task_queue = request.param, f"{TEST_EXCHANGE}-celery-{request.param}"
     command = [sys.executable, "-m", "celery", "-A", "tests.worker_apps.celery_app", "worker", "-P", pool, "-c", "2",
                "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"]  # fmt: skip
@@ -136,17 +136,6 @@ def celery_worker(request: pytest.FixtureRequest) -> Iterator[Workers]:
     yield workers
     workers.stop()
     client.close()
-    delete_queue_and_exchange(task_queue)
-
-
-def delete_queue_and_exchange(name: str) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters(HOST))
-    try:
-        channel = connection.channel()
-        channel.queue_delete(name)
-        channel.exchange_delete(name)
-    finally:
-        connection.close()
 
 
 async def exercise(make_layer, workers: Workers) -> None:
