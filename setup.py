@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 version = next(
     line.split('"')[1]
@@ -17,7 +17,7 @@ setup(
     author="the channels_rabbitmq_threaded developers",
     license="MIT",
     license_files=["LICENSE"],
-    packages=["channels_rabbitmq_threaded", "channels_rabbitmq_threaded.bench"],
+    packages=find_packages(include=["channels_rabbitmq_threaded", "channels_rabbitmq_threaded.*"]),
     package_data={"channels_rabbitmq_threaded": ["py.typed"]},
     python_requires=">=3.10",
     install_requires=[

@@ -15,7 +15,7 @@ from typing import Any
 
 import pika
 
-from channels_rabbitmq_threaded.config import DEFAULT_HOST
+from channels_rabbitmq_threaded._config import DEFAULT_HOST
 
 
 def binds_per_second(url: str, channels: int, binds: int) -> float:

@@ -18,8 +18,9 @@ import asyncio
 import time
 from typing import Any
 
-from channels_rabbitmq_threaded import RabbitmqChannelLayer, io_thread, publisher
-from channels_rabbitmq_threaded.config import DEFAULT_HOST
+from channels_rabbitmq_threaded import RabbitmqChannelLayer
+from channels_rabbitmq_threaded._config import DEFAULT_HOST
+from channels_rabbitmq_threaded._io import io_thread, publisher
 
 marks: dict[str, float] = {}
 published = [0]

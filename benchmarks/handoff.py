@@ -1,4 +1,4 @@
-"""Thread -> event loop hand-off, measured: janus queues vs per-waiter futures (the layer's `bridge.Waiter`).
+"""Thread -> event loop hand-off, measured: janus queues vs per-waiter futures (the layer's `handoffs.Waiter`).
 
 Run: `python benchmarks/handoff.py [--rounds N]` (needs `pip install janus`). No broker involved.
 
@@ -6,7 +6,7 @@ Round trip ("ping-pong", what a parked receive() sees): the loop asks a worker t
 `queue.SimpleQueue` (the same for every variant) and awaits it; the worker hands the item back with
   * janus:   `sync_q.put(item)`; the loop awaits `async_q.get()` (one janus queue bound to this loop);
   * future:  `loop.call_soon_threadsafe(set_result)` on an asyncio future the loop made for this request;
-  * waiter:  `bridge.Waiter.offer(item)`, the layer's own hand-off (future + claim lock + put-back support).
+  * waiter:  `handoffs.Waiter.offer(item)`, the layer's own hand-off (future + claim lock + put-back support).
 Bulk (a backlog drained by a getter that is behind): the worker pushes N items with janus `sync_q.put` vs one
 `call_soon_threadsafe` per item into an `asyncio.Queue`.
 Each figure is the median of 5 runs.
@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import janus
 
-from channels_rabbitmq_threaded.bridge import Waiter
+from channels_rabbitmq_threaded._bridge.handoffs import Waiter
 
 
 def worker(requests: queue.SimpleQueue, hand: Callable[[object], None]) -> None:

@@ -12,7 +12,7 @@ import statistics
 import time
 
 from channels_rabbitmq_threaded import RabbitmqChannelLayer
-from channels_rabbitmq_threaded.config import DEFAULT_HOST
+from channels_rabbitmq_threaded._config import DEFAULT_HOST
 
 
 async def drain(layer: RabbitmqChannelLayer, channel: str, count: int) -> None:

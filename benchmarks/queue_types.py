@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from channels.exceptions import ChannelFull
 
 from channels_rabbitmq_threaded import RabbitmqChannelLayer
-from channels_rabbitmq_threaded.config import Settings
+from channels_rabbitmq_threaded._config import Settings
 from tests.private_node import PrivateNode, private_cluster
 from tests.rabbitmq4 import build_root
 

@@ -26,8 +26,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from channels_rabbitmq_threaded import RabbitmqChannelLayer, bridge, io_thread, publisher
-from channels_rabbitmq_threaded.config import DEFAULT_HOST
+from channels_rabbitmq_threaded import RabbitmqChannelLayer
+from channels_rabbitmq_threaded._bridge import handoffs
+from channels_rabbitmq_threaded._config import DEFAULT_HOST
+from channels_rabbitmq_threaded._io import io_thread, publisher
 
 POINTS = ("drain", "published", "confirm", "answers sent")
 marks: dict[str, float] = {}
@@ -52,7 +54,7 @@ async def main(host: str, count: int) -> None:
     noted(io_thread.RequestFunnel, "_drain", "drain")
     noted(publisher.PublisherSide, "publish", "published", after=True)
     noted(publisher.PublisherSide, "_on_confirm", "confirm")
-    noted(bridge.LoopWakes, "flush", "answers sent")
+    noted(handoffs.LoopWakes, "flush", "answers sent")
     sender = RabbitmqChannelLayer(host=host)
     receiver = RabbitmqChannelLayer(
         host=host, remote_capacity=count + 10, local_capacity=count + 10, capacity=count + 10

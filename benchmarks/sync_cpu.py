@@ -17,7 +17,7 @@ from collections.abc import Callable
 from asgiref.sync import async_to_sync
 
 from channels_rabbitmq_threaded import RabbitmqChannelLayer
-from channels_rabbitmq_threaded.config import DEFAULT_HOST
+from channels_rabbitmq_threaded._config import DEFAULT_HOST
 
 MESSAGE = {"type": "bench.message", "text": "x" * 100}
 

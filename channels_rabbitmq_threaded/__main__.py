@@ -29,8 +29,8 @@ from urllib.parse import unquote, urlsplit
 from asgiref.sync import async_to_sync
 
 from . import __version__
-from .cliargs import PROG, help_text, positive
-from .config import DEFAULT_HOST, redact_url
+from ._cliargs import PROG, help_text, positive
+from ._config import DEFAULT_HOST, redact_url
 from .core import RabbitmqChannelLayer
 from .errors import BrokerUnavailable
 

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
-from .config import RABBITMQ_MAX_MESSAGE_SIZE, Settings, redact_url
+from ._config import RABBITMQ_MAX_MESSAGE_SIZE, Settings, redact_url
 
 BACKENDS = frozenset(
     {"channels_rabbitmq_threaded.core.RabbitmqChannelLayer", "channels_rabbitmq_threaded.RabbitmqChannelLayer"}

@@ -33,14 +33,8 @@ from typing import Any, ClassVar
 from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
 
-from .bridge import LoopReply, ThreadReply, Waiter, refuse_blocking_on_a_loop
-from .bulk import BulkSends
-from .config import Settings, is_process_specific, optional_positive_seconds, positive_seconds
-from .envelope import FLUSH_GROUP, Recipient, encode
-from .errors import BrokerUnavailable, LayerClosed, MessageTooLarge, RabbitmqLayerError
-from .io_thread import IOThread
-from .names import RecentNames
-from .requests import (
+from ._bridge.handoffs import LoopReply, ThreadReply, Waiter, refuse_blocking_on_a_loop
+from ._bridge.requests import (
     Answered,
     AwaitReady,
     Flush,
@@ -54,6 +48,12 @@ from .requests import (
     Take,
     UnbindNormalGroups,
 )
+from ._bulk import BulkSends
+from ._config import Settings, is_process_specific, optional_positive_seconds, positive_seconds
+from ._io.io_thread import IOThread
+from ._routing.envelope import FLUSH_GROUP, Recipient, encode
+from ._routing.names import RecentNames
+from .errors import BrokerUnavailable, LayerClosed, MessageTooLarge, RabbitmqLayerError
 from .stats import CallStats, LayerStats, idle
 
 logger = logging.getLogger(__name__)
@@ -97,8 +97,8 @@ def channels_layers() -> dict[str, RabbitmqChannelLayer]:
 class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
     """A Channels layer on RabbitMQ whose connection lives in its own thread, so it works from any event loop.
 
-    Options: all keyword, those of channels_rabbitmq and more; `config.Settings.from_options` takes and checks them
-    (`config.OPTION_NAMES` lists them), and ``docs/configuration.md`` has a section for each.
+    Options: all keyword, those of channels_rabbitmq and more; `_config.Settings.from_options` takes and checks them
+    (`_config.OPTION_NAMES` lists them), and ``docs/configuration.md`` has a section for each.
     """
 
     extensions: ClassVar[list[str]] = ["groups", "flush"]

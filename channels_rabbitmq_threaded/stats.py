@@ -29,18 +29,10 @@ from __future__ import annotations
 import bisect
 import threading
 import time
-from collections.abc import Callable, Iterator, Sized
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .consumer import ConsumerSide
-    from .ledgers import DropLog
-    from .link import Link
-    from .publisher import PublisherSide
-    from .reach import ReachProbe
-    from .routing import Inbox
+from typing import Any
 
 CallObserver = Callable[[str, str, float], None]  # (call, outcome, seconds), on the caller's thread
 OBSERVERS: list[CallObserver] = []  # told of every timed call (otel.py adds one); empty: nothing to do
@@ -138,7 +130,7 @@ class LayerStats:
     delivered_to_receivers: int
     put_backs: int
     copies_dropped: int
-    drops: dict[str, int]  # by `routing.DropReason` value
+    drops: dict[str, int]  # by `inbox.DropReason` value
     buffered: int
     held: int
     waiting_receivers: int
@@ -160,68 +152,6 @@ class LayerStats:
     def as_dict(self) -> dict[str, Any]:
         """Plain data (for JSON)."""
         return asdict(self)
-
-
-def link_stats(link: Link) -> LinkStats:
-    return LinkStats(
-        state=link.state.name,
-        url=link.url,
-        connects=link.connects,
-        losses=link.losses,
-        blocked=link.blocked,
-        last_error=link.last_error,
-        last_error_at=link.last_error_at,
-    )
-
-
-@dataclass
-class Figures:
-    """The owners of the I/O thread's figures (`io_thread.IOThread` makes one), read by `snapshot` from any thread."""
-
-    routing: Inbox[Any, int]
-    consumer: ConsumerSide
-    publisher: PublisherSide
-    drops: DropLog
-    normal_queues: Sized  # the normal queues flush() purges
-    reach: ReachProbe
-
-    def snapshot(self, calls: CallStats, checked_names: int) -> LayerStats:
-        """`checked_names`: the channel names the layer remembers as checked for receive()."""
-        outcomes, durations = calls.read()
-        routing = self.routing
-        return LayerStats(
-            calls=outcomes,
-            durations=durations,
-            deliveries_received=self.consumer.received,
-            delivered_to_receivers=routing.handed_over,
-            put_backs=routing.put_backs,
-            copies_dropped=self.consumer.window.recent.copies,
-            drops=dict(self.drops.totals),
-            buffered=routing.in_memory,
-            held=routing.held,
-            waiting_receivers=routing.waiting,
-            local_channels=routing.channel_count(),
-            local_groups=routing.membership.group_count,
-            publishes_in_flight=self.publisher.backlog(),
-            consumption_paused=routing.held > 0,
-            queue=self.consumer.queue.name,
-            queue_losses=self.consumer.queue.losses,
-            queue_moves=self.consumer.queue.moves,
-            lost_with_queues=self.consumer.queue.lost_messages,
-            reach_lost=self.reach.failures,
-            confirms_stalled=self.publisher.confirm_watch.stalls,
-            bookkeeping={
-                **routing.bookkeeping(),
-                **self.consumer.bookkeeping(),
-                **self.consumer.window.bookkeeping(),
-                **self.publisher.bookkeeping(),
-                "normal_queues": len(self.normal_queues),
-                "queues_left_behind": len(self.consumer.queue.left_behind),
-                "checked_names": checked_names,
-            },
-            consumer=link_stats(self.consumer.link),
-            publisher=link_stats(self.publisher.link),
-        )
 
 
 def idle(calls: CallStats) -> LayerStats:

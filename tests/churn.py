@@ -100,8 +100,8 @@ def _send(exchange: str, users: int, stop: Any) -> None:
 async def _churn(args: argparse.Namespace, exchange: str) -> ChurnResult:
     from channels.exceptions import ChannelFull
 
-    from channels_rabbitmq_threaded import dedup, names
-    from channels_rabbitmq_threaded.routing import READING_WINDOW
+    from channels_rabbitmq_threaded._routing import dedup, names
+    from channels_rabbitmq_threaded._routing.inbox import READING_WINDOW
 
     if args.trace:
         dedup.DeliveryWindow.__init__.__defaults__ = (CACHES,)

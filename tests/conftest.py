@@ -16,7 +16,7 @@ import pytest
 from channels.layers import channel_layers
 
 from channels_rabbitmq_threaded import RabbitmqChannelLayer
-from channels_rabbitmq_threaded.link import Link
+from channels_rabbitmq_threaded._io.link import Link
 
 from .leftovers import remove_prefixed
 from .netns_cluster import NamespacedCluster, netns_cluster

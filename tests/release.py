@@ -3,8 +3,8 @@
     python -m tests.release
 
 builds the sdist, and the wheel from it (`python -m build`, in an isolated environment), checks both with `twine check
---strict`, checks that the wheel holds the package, its `py.typed` and its license and nothing else (no tests, docs
-or benchmarks), then installs the wheel into a new virtualenv outside the checkout and, from there, runs
+--strict`, checks that the wheel holds every module of the package, its `py.typed` and its license and nothing else
+(no tests, docs or benchmarks), then installs the wheel into a new virtualenv outside the checkout and, from there, runs
 `python -m channels_rabbitmq_threaded check` against the machine's broker (`AMQP_URL`) and mypy in strict mode
 over a few lines that use the public API (with `types-channels`, as a typed Django project has), which fails
 unless the installed package is typed. Exits non-zero at the first step that fails.
@@ -62,6 +62,8 @@ def check_wheel(wheel: Path) -> None:
     assert not outside, f"the wheel holds files outside the package: {outside}"
     assert f"{PACKAGE}/py.typed" in names, "the wheel has no py.typed"
     assert any(name.endswith("LICENSE") for name in names), "the wheel has no LICENSE"
+    modules = {path.relative_to(ROOT).as_posix() for path in (ROOT / PACKAGE).rglob("*.py")}
+    assert modules <= set(names), f"the wheel lacks modules of the package: {sorted(modules - set(names))}"
     print(f"{wheel.name}: {len(names)} files, all of the package")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pika.adapters.select_connection import IOLoop
 
-from channels_rabbitmq_threaded.ledgers import PendingAcks
+from channels_rabbitmq_threaded._io.ledgers import PendingAcks
 
 pytestmark = pytest.mark.unit
 

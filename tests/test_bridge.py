@@ -1,7 +1,7 @@
 """The hand-off contract, without a broker: a message handed toward a receive() is delivered once or put back once.
 
 A stand-in I/O thread plays its part with the real routing state (`shared_inbox.SharedInbox`) and the real
-`bridge.Waiter`: it offers numbered messages while receivers on several event loops at once take them (on their own
+`handoffs.Waiter`: it offers numbered messages while receivers on several event loops at once take them (on their own
 threads when a message is buffered, or by waiting, registered on their own thread or by a `Take`), cancel at random
 await points, and loops close with receives pending (as `async_to_sync`'s loops do after each call). At the end
 every message must have been received exactly once: none lost, none twice.
@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
-from channels_rabbitmq_threaded.bridge import Waiter
-from channels_rabbitmq_threaded.envelope import Recipient
-from channels_rabbitmq_threaded.requests import Forget, PutBack, Request, Take
-from channels_rabbitmq_threaded.routing import Effects
-from channels_rabbitmq_threaded.shared_inbox import SharedInbox
+from channels_rabbitmq_threaded._bridge.handoffs import Waiter
+from channels_rabbitmq_threaded._bridge.requests import Forget, PutBack, Request, Take
+from channels_rabbitmq_threaded._bridge.shared_inbox import SharedInbox
+from channels_rabbitmq_threaded._routing.envelope import Recipient
+from channels_rabbitmq_threaded._routing.inbox import Effects
 
 pytestmark = pytest.mark.unit
 

@@ -11,7 +11,7 @@ import pytest
 
 from channels_rabbitmq_threaded import __version__
 from channels_rabbitmq_threaded.__main__ import advice
-from channels_rabbitmq_threaded.config import redact_url
+from channels_rabbitmq_threaded._config import redact_url
 
 from .conftest import HOST, ROOT
 from .private_node import PrivateNode, free_port

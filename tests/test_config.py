@@ -7,7 +7,7 @@ import ssl
 import pytest
 
 from channels_rabbitmq_threaded import RabbitmqChannelLayer
-from channels_rabbitmq_threaded.config import DEFAULT_HEARTBEAT, DEFAULT_HOST, Settings, redact_url
+from channels_rabbitmq_threaded._config import DEFAULT_HEARTBEAT, DEFAULT_HOST, Settings, redact_url
 
 pytestmark = pytest.mark.unit
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from channels_rabbitmq_threaded.dedup import MessageIds, RecentIds
+from channels_rabbitmq_threaded._routing.dedup import MessageIds, RecentIds
 
 pytestmark = pytest.mark.unit
 

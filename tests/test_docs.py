@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from channels_rabbitmq_threaded._config import OPTION_NAMES
+from channels_rabbitmq_threaded._routing.inbox import DropReason
 from channels_rabbitmq_threaded.bench.report import Results, markdown
-from channels_rabbitmq_threaded.config import OPTION_NAMES
-from channels_rabbitmq_threaded.routing import DropReason
 
 from .conftest import HOST, ROOT, TEST_EXCHANGE, launch_chromium
 

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from channels_rabbitmq_threaded import RabbitmqChannelLayer
-from channels_rabbitmq_threaded.config import Settings
-from channels_rabbitmq_threaded.envelope import Recipient, decode, encode
+from channels_rabbitmq_threaded._config import Settings
+from channels_rabbitmq_threaded._routing.envelope import Recipient, decode, encode
 
 from .conftest import dropped
 

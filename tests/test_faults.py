@@ -11,7 +11,7 @@ import pika
 import pytest
 
 from channels_rabbitmq_threaded import MessageTooLarge, RabbitmqChannelLayer, RabbitmqLayerError
-from channels_rabbitmq_threaded.io_thread import LOOP_ESCAPES_TOLERATED
+from channels_rabbitmq_threaded._io.io_thread import LOOP_ESCAPES_TOLERATED
 
 from .conftest import HOST, dropped, links
 from .private_node import PrivateNode

@@ -15,15 +15,15 @@ from typing import Any
 import pika
 import pytest
 
-from channels_rabbitmq_threaded.config import Settings
-from channels_rabbitmq_threaded.consumer import ConsumerSide
-from channels_rabbitmq_threaded.envelope import Recipient, encode
+from channels_rabbitmq_threaded._bridge.requests import Flush, GroupAdd, Publish
+from channels_rabbitmq_threaded._config import Settings
+from channels_rabbitmq_threaded._io.consumer import ConsumerSide
+from channels_rabbitmq_threaded._io.inflight import Ending, InFlight, Waiting, exception_for
+from channels_rabbitmq_threaded._io.ledgers import DropLog, UnwaitedPublishes
+from channels_rabbitmq_threaded._io.link import CONNECTING, READY, STOPPED
+from channels_rabbitmq_threaded._io.publisher import PublisherSide
+from channels_rabbitmq_threaded._routing.envelope import Recipient, encode
 from channels_rabbitmq_threaded.errors import BrokerUnavailable, ConfirmLost, LayerClosed, RabbitmqLayerError
-from channels_rabbitmq_threaded.inflight import Ending, InFlight, Waiting, exception_for
-from channels_rabbitmq_threaded.ledgers import DropLog, UnwaitedPublishes
-from channels_rabbitmq_threaded.link import CONNECTING, READY, STOPPED
-from channels_rabbitmq_threaded.publisher import PublisherSide
-from channels_rabbitmq_threaded.requests import Flush, GroupAdd, Publish
 
 pytestmark = pytest.mark.unit
 

@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from channels_rabbitmq_threaded import link
-from channels_rabbitmq_threaded.link import TRANSITIONS, LinkState
+from channels_rabbitmq_threaded._io import link
+from channels_rabbitmq_threaded._io.link import TRANSITIONS, LinkState
 
 pytestmark = pytest.mark.unit
 

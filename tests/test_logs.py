@@ -10,7 +10,7 @@ import pytest
 from asgiref.sync import async_to_sync
 
 from channels_rabbitmq_threaded import BrokerUnavailable
-from channels_rabbitmq_threaded.ledgers import PAUSE_LOG_AFTER
+from channels_rabbitmq_threaded._io.ledgers import PAUSE_LOG_AFTER
 
 from .private_node import free_port
 

@@ -12,7 +12,8 @@ import tracemalloc
 import pytest
 from asgiref.sync import async_to_sync
 
-from channels_rabbitmq_threaded import RabbitmqChannelLayer, dedup
+from channels_rabbitmq_threaded import RabbitmqChannelLayer
+from channels_rabbitmq_threaded._routing import dedup
 
 
 def open_fds() -> int:

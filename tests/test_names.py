@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from channels_rabbitmq_threaded.names import RecentNames
+from channels_rabbitmq_threaded._routing.names import RecentNames
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from channels_rabbitmq_threaded.process_queue import LEFT_BEHIND_KEPT, ProcessQueue, queue_missing, queue_unavailable
+from channels_rabbitmq_threaded._io.process_queue import (
+    LEFT_BEHIND_KEPT,
+    ProcessQueue,
+    queue_missing,
+    queue_unavailable,
+)
 
 pytestmark = pytest.mark.unit
 

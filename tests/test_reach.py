@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 
-from channels_rabbitmq_threaded import publisher as publisher_module
-from channels_rabbitmq_threaded.config import Settings
-from channels_rabbitmq_threaded.envelope import REACH_GROUP, decode
-from channels_rabbitmq_threaded.inflight import InFlight
-from channels_rabbitmq_threaded.ledgers import PendingConfirms
-from channels_rabbitmq_threaded.link import HostRotation
-from channels_rabbitmq_threaded.publisher import ConfirmWatch
-from channels_rabbitmq_threaded.reach import ReachProbe
-from channels_rabbitmq_threaded.requests import Publish
+from channels_rabbitmq_threaded._bridge.requests import Publish
+from channels_rabbitmq_threaded._config import Settings
+from channels_rabbitmq_threaded._io import publisher as publisher_module
+from channels_rabbitmq_threaded._io.inflight import InFlight
+from channels_rabbitmq_threaded._io.ledgers import PendingConfirms
+from channels_rabbitmq_threaded._io.link import HostRotation
+from channels_rabbitmq_threaded._io.publisher import ConfirmWatch
+from channels_rabbitmq_threaded._io.reach import ReachProbe
+from channels_rabbitmq_threaded._routing.envelope import REACH_GROUP, decode
 
 pytestmark = pytest.mark.unit
 

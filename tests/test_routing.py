@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from channels_rabbitmq_threaded.envelope import Recipient
-from channels_rabbitmq_threaded.routing import (
+from channels_rabbitmq_threaded._routing.envelope import Recipient
+from channels_rabbitmq_threaded._routing.inbox import (
     AGE_HEAP_SLACK,
     EXPIRY_HEAP_SLACK,
     READING_WINDOW,

@@ -1,9 +1,14 @@
 """The rules of the house, as tests, so that the architecture in docs/design.md cannot erode without a red test.
 
-* The routing core knows neither pika, asyncio nor threads, not even through the modules it imports.
-* `core` (the facade) and `bridge` (the hand-offs) do not import pika; `bridge` not even indirectly.
-* Only the I/O side imports pika: the links and the two sides, the hub, the ledgers (a timer), and `config`, which
-  uses pika's URL parser and builds its connection parameters (no I/O).
+The rules follow the folders: the public modules at the top of the package, and three private sub-packages.
+
+* `_routing/` (the routing state) knows neither pika, asyncio nor threads, and imports nothing outside itself.
+* `_bridge/` (where threads meet) imports no pika, not even indirectly, and nothing of the I/O thread's.
+* Only `_io/` (the I/O thread) imports pika, and `_config`, which uses pika's URL parser and builds its connection
+  parameters (no I/O); the benchmark, which measures pika itself, is not the layer.
+* The private sub-packages import no public module but the two leaves `errors` and `stats`: arrows run from the
+  facade and the add-ons down, never back up.
+* The add-ons and the benchmark use no internals: nothing of `_io/`, `_bridge/` or `_routing/`.
 * No class is over about 300 lines.
 * Prose names only what exists: a `Class.member` cited in a docstring, a comment or the docs is a member of it.
 """
@@ -21,14 +26,29 @@ import channels_rabbitmq_threaded
 pytestmark = pytest.mark.unit
 
 PACKAGE = Path(channels_rabbitmq_threaded.__file__).parent
-MODULES = {path.stem: path for path in PACKAGE.glob("*.py") if path.stem not in ("__init__", "__main__")}
-PIKA_ALLOWED = {"link", "consumer", "publisher", "io_thread", "ledgers", "config"}
+PRIVATE = ("_io", "_bridge", "_routing")
+ADD_ONS = ("health", "prometheus", "otel", "lifespan", "checks", "apps")
 MAX_CLASS_LINES = 300
 
 
+def dotted(path: Path) -> str:
+    """`_io.link` for `_io/link.py`, `_io` for `_io/__init__.py`."""
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {dotted(path): path for path in PACKAGE.rglob("*.py") if path != PACKAGE / "__init__.py"}
+
+
+def in_folder(module: str, *folders: str) -> bool:
+    return module.split(".")[0] in folders
+
+
 def imports_of(module: str) -> tuple[set[str], set[str]]:
-    """(top-level outside packages, sibling modules) that `module` imports, those under TYPE_CHECKING included."""
-    tree = ast.parse(MODULES[module].read_text())
+    """(top-level outside packages, the package's own modules) that `module` imports, type-only imports included."""
+    path = MODULES[module]
+    here = dotted(path).split(".") if path.name == "__init__.py" else dotted(path).split(".")[:-1]
+    tree = ast.parse(path.read_text())
     outside, inside = set(), set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -36,13 +56,15 @@ def imports_of(module: str) -> tuple[set[str], set[str]]:
         elif isinstance(node, ast.ImportFrom):
             if node.level == 0:
                 outside.add((node.module or "").split(".")[0])
-            elif node.level == 1 and node.module:
-                inside.add(node.module.split(".")[0])
-    return outside - {"__future__"}, inside
+                continue
+            base = ".".join([*here[: len(here) - node.level + 1], *(node.module.split(".") if node.module else [])])
+            named = {f"{base}.{alias.name}".lstrip(".") for alias in node.names}
+            inside |= (named & MODULES.keys()) or {base}
+    return outside - {"__future__"}, inside - {""}
 
 
 def reachable(module: str) -> set[str]:
-    """`module` and every sibling module it imports, directly or not."""
+    """`module` and every module of the package it imports, directly or not."""
     seen, todo = set(), [module]
     while todo:
         name = todo.pop()
@@ -57,18 +79,41 @@ def outside_imports_reachable_from(module: str) -> set[str]:
     return set().union(*(imports_of(name)[0] for name in reachable(module)))
 
 
-def test_the_routing_core_knows_no_pika_asyncio_or_threads() -> None:
-    assert not outside_imports_reachable_from("routing") & {"pika", "asyncio", "threading"}
+def test_the_folders_are_what_the_rules_name() -> None:
+    assert {module.split(".")[0] for module in MODULES if module.startswith("_") and "." in module} == set(PRIVATE)
+    assert all(module in MODULES for module in ADD_ONS)
 
 
-def test_the_facade_and_the_bridge_import_no_pika() -> None:
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if in_folder(m, "_routing")))
+def test_the_routing_state_knows_no_pika_asyncio_or_threads(module: str) -> None:
+    assert not outside_imports_reachable_from(module) & {"pika", "asyncio", "threading"}
+    assert all(in_folder(name, "_routing") for name in reachable(module))
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if in_folder(m, "_bridge")))
+def test_the_bridge_reaches_no_pika_and_nothing_of_the_io_thread(module: str) -> None:
+    assert "pika" not in outside_imports_reachable_from(module)
+    assert not any(in_folder(name, "_io") for name in reachable(module))
+
+
+def test_only_the_io_thread_imports_pika() -> None:
+    importers = {module for module in MODULES if "pika" in imports_of(module)[0] and not in_folder(module, "bench")}
+    assert all(in_folder(module, "_io") or module == "_config" for module in importers), importers
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if in_folder(m, *PRIVATE)))
+def test_the_private_packages_import_no_public_module_but_the_leaves(module: str) -> None:
+    public = {name for name in imports_of(module)[1] if not name.startswith("_")}
+    assert public <= {"errors", "stats"}, public
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if in_folder(m, *ADD_ONS, "bench")))
+def test_the_add_ons_and_the_benchmark_use_no_internals(module: str) -> None:
+    assert not any(in_folder(name, *PRIVATE) for name in imports_of(module)[1])
+
+
+def test_the_facade_imports_no_pika() -> None:
     assert "pika" not in imports_of("core")[0]
-    assert "pika" not in outside_imports_reachable_from("bridge")
-
-
-def test_only_the_io_side_imports_pika() -> None:
-    importers = {module for module in MODULES if "pika" in imports_of(module)[0]}
-    assert importers <= PIKA_ALLOWED, importers - PIKA_ALLOWED
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))
@@ -142,20 +187,8 @@ def test_the_import_list_of_the_design_page_is_the_code_s() -> None:
     """docs/design.md lists, per module, the sibling modules it imports: exactly those the code imports."""
     design = (PACKAGE.parent / "docs" / "design.md").read_text()
     listed = {
-        module: set(re.findall(r"`(\w+)`", targets))
-        for module, targets in re.findall(r"^- `(\w+)` -> (.+)$", design, re.MULTILINE)
+        module: set(re.findall(r"`([\w.]+)`", targets))
+        for module, targets in re.findall(r"^- `([\w.]+)` -> (.+)$", design, re.MULTILINE)
     }
-    actual = {path.stem: sibling_imports(path) for path in PACKAGE.glob("*.py") if path.stem != "__init__"}
-    assert listed == {module: siblings for module, siblings in actual.items() if siblings}
-
-
-def sibling_imports(path: Path) -> set[str]:
-    """The package's modules that `path` imports (`from .x import y` and `from . import x`)."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            names = [node.module] if node.module else [alias.name for alias in node.names]
-            found |= {
-                name.split(".")[0] for name in names if (PACKAGE / f"{name}.py").exists() or (PACKAGE / name).is_dir()
-            }
-    return found
+    actual = {module: imports_of(module)[1] for module in MODULES if not module.startswith("bench.")}
+    assert listed == {module: imports for module, imports in actual.items() if imports}

@@ -8,7 +8,7 @@ import logging
 import pytest
 from channels.exceptions import ChannelFull
 
-from channels_rabbitmq_threaded import io_thread
+from channels_rabbitmq_threaded._io import io_thread
 
 from .private_node import free_port
 from .test_sync import in_plain_thread

@@ -20,8 +20,8 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from ..cliargs import PROG, help_text, positive
-from ..config import DEFAULT_HOST, redact_url
+from .._cliargs import PROG, help_text, positive
+from .._config import DEFAULT_HOST, redact_url
 from . import layers
 from .cell import RESULT_MARK, job_json
 from .layers import LayerSpec

@@ -56,7 +56,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("channels_rabbitmq_threaded.bridge")  # a public name: operations.md
 
 _NOTHING: Any = object()
 _this_thread = threading.local()  # .wakes: the LoopWakes of the I/O thread, set on that thread only

@@ -6,7 +6,7 @@ One `IOThread` per layer runs a pika `IOLoop` in a daemon thread. Three rooms sh
 
 * `consumer.ConsumerSide`: the consumer link, the process's queue, its bindings, deliveries and acks;
 * `publisher.PublisherSide`: the publisher link, publishes, confirms, returns, normal-queue declares;
-* this hub: the request funnel, the routing state (`routing.Inbox`), carrying out its `Effects`, local expiry,
+* this hub: the request funnel, the routing state (`inbox.Inbox`), carrying out its `Effects`, local expiry,
   and the end of the thread.
 
 Deliveries come up from the consumer side (`deliver`); acks, binds, unbinds and purges go down to it as calls.
@@ -23,8 +23,8 @@ Who touches what
 * The routing state (`SharedInbox`: buffers, waiters, membership) is owned by this thread, except that a
   receive() takes a buffered message, or starts waiting, on its own thread under the inbox's lock when that needs
   nothing else (`take_ready`, `wait_ready`; `shared_inbox` has the table).
-* Answers leave through `bridge.LoopReply`, `bridge.ThreadReply` and `bridge.Waiter`, which use the callers' own
-  loops (or block the caller's own thread). This thread batches them: its `bridge.LoopWakes` sends the answers of
+* Answers leave through `handoffs.LoopReply`, `handoffs.ThreadReply` and `handoffs.Waiter`, which use the callers' own
+  loops (or block the caller's own thread). This thread batches them: its `handoffs.LoopWakes` sends the answers of
   one pass of the pika loop as one wake-up per event loop (`_flush_wakes`, a zero-delay timer).
 * With `wait_for_confirms=False`, publishes carry the shared `UnwaitedPublishes` reply, which logs failures as
   drops; `submit_unwaited` reads the backlog (queued, parked, unconfirmed) without a lock to bound it.
@@ -51,18 +51,8 @@ from typing import Any
 from channels.exceptions import StopConsumer
 from pika.adapters.select_connection import IOLoop
 
-from .bridge import LoopWakes, Waiter
-from .config import Settings, is_process_specific
-from .consumer import ConsumerSide
-from .envelope import Recipient
-from .errors import LayerClosed, RabbitmqLayerError
-from .ledgers import DropLog, PauseWatch, UnwaitedPublishes
-from .link import STOPPED, Link, LinkState, guarded, let_go_in_child
-from .names import RecentNames
-from .normal_groups import NormalGroupBindings
-from .publisher import PublisherSide
-from .reach import ReachProbe
-from .requests import (
+from .._bridge.handoffs import LoopWakes, Waiter
+from .._bridge.requests import (
     AwaitReady,
     Flush,
     Forget,
@@ -76,11 +66,21 @@ from .requests import (
     Take,
     UnbindNormalGroups,
 )
-from .routing import DropReason, Effects, Inbox, Message
-from .shared_inbox import SharedInbox
-from .stats import Figures
+from .._bridge.shared_inbox import SharedInbox
+from .._config import Settings, is_process_specific
+from .._routing.envelope import Recipient
+from .._routing.inbox import DropReason, Effects, Inbox, Message
+from .._routing.names import RecentNames
+from ..errors import LayerClosed, RabbitmqLayerError
+from .consumer import ConsumerSide
+from .figures import Figures
+from .ledgers import DropLog, PauseWatch, UnwaitedPublishes
+from .link import STOPPED, Link, LinkState, guarded, let_go_in_child
+from .normal_groups import NormalGroupBindings
+from .publisher import PublisherSide
+from .reach import ReachProbe
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("channels_rabbitmq_threaded.io_thread")  # a public name: operations.md
 
 STOP_TIMEOUT = 5.0  # how long a clean close may take before the loop is stopped anyway
 LOOP_ESCAPES_TOLERATED = 10  # exceptions out of pika's loop (run_until_stopped) within LOOP_ESCAPE_WINDOW seconds
@@ -389,7 +389,7 @@ class IOThread:
 
 
 class EffectsCarrier:
-    """Carries out what the routing state decided (`routing.Effects`): hand-offs, acks, log lines, unbinds.
+    """Carries out what the routing state decided (`inbox.Effects`): hand-offs, acks, log lines, unbinds.
 
     A hand-off whose loop turned out closed goes back to its channel, which may hand it to the next waiter. Owned by
     the I/O thread.

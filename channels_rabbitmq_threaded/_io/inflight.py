@@ -24,9 +24,9 @@ A publish or a `group_add` is sent again rather than failed because a cut shorte
 invisible to its caller: `resend` parks it in the link's `ParkedRequests`, which runs it on the next connection or,
 after `connect_timeout`, fails it (`ConfirmLost` for a publish that went out: it may or may not have been
 delivered; `BrokerUnavailable` otherwise). A publish's copy carries the message id of the original, so a receiver
-that had the original drops it (`dedup.py`). A `group_add` run again finds its membership kept and its group bound
-again by the reconnect's setup, so it is answered as soon as the link is ready; a `group_discard` made meanwhile
-was parked after it and runs after it.
+that had the original drops it (`_routing/dedup.py`). A `group_add` run again finds its membership kept and its
+group bound again by the reconnect's setup, so it is answered as soon as the link is ready; a `group_discard` made
+meanwhile was parked after it and runs after it.
 
 `fail_all(exc)` answers everything with one exception (the I/O thread died); `fail(kind, exc)` answers one kind
 (publishes blocked by an alarm for too long). Each request is answered exactly once: whoever takes it out of the
@@ -40,8 +40,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 
-from .errors import BrokerUnavailable, LayerClosed
-from .requests import Request
+from .._bridge.requests import Request
+from ..errors import BrokerUnavailable, LayerClosed
 
 
 class Waiting(enum.Enum):

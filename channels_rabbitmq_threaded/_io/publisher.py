@@ -41,17 +41,17 @@ from typing import Any, Protocol
 import pika.spec
 from pika.exchange_type import ExchangeType
 
-from .config import Settings
-from .dedup import MessageIds
-from .errors import ConfirmLost
+from .._bridge.requests import Publish, Request
+from .._config import Settings
+from .._routing.dedup import MessageIds
+from .._routing.inbox import DropReason
+from .._routing.names import RecentNames
+from ..errors import ConfirmLost
 from .inflight import Waiting
 from .ledgers import DropLog, PendingConfirms, UnwaitedPublishes
 from .link import STOPPED, STOPPING, Link, Repeating, declare_exchange, guarded
-from .names import RecentNames
-from .requests import Publish, Request
-from .routing import DropReason
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("channels_rabbitmq_threaded.publisher")  # a public name: operations.md
 
 
 class PublisherHub(Protocol):

@@ -36,12 +36,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .config import Settings
-from .envelope import REACH_GROUP, Recipient, encode
+from .._bridge.requests import Publish
+from .._config import Settings
+from .._routing.envelope import REACH_GROUP, Recipient, encode
 from .link import Link, Repeating
-from .requests import Publish
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("channels_rabbitmq_threaded.reach")  # a public name: operations.md
 
 REACH_INTERVAL = 5.0  # seconds between probes; a cut is noticed within two of them
 MOVE_APART_EVERY = 60.0  # seconds: how often at most the publisher leaves the consumer's node

@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .bridge import Waiter
+from .handoffs import Waiter
 
 
 class Reply(Protocol):
-    """How a request is answered: `bridge.LoopReply`, `bridge.ThreadReply` or `ledgers.UnwaitedPublishes`."""
+    """How a request is answered: `handoffs.LoopReply`, `handoffs.ThreadReply` or `ledgers.UnwaitedPublishes`."""
 
     def resolve(self, value: Any = None) -> None: ...
 

@@ -66,17 +66,17 @@ from typing import Any, Protocol
 import pika.spec
 from pika.exchange_type import ExchangeType
 
-from .config import Settings, is_process_specific
-from .dedup import DeliveryWindow
-from .envelope import FLUSH_GROUP, REACH_GROUP, MalformedBody, Recipient, decode
+from .._bridge.requests import Flush, GroupAdd, Request
+from .._config import Settings, is_process_specific
+from .._routing.dedup import DeliveryWindow
+from .._routing.envelope import FLUSH_GROUP, REACH_GROUP, MalformedBody, Recipient, decode
+from .._routing.inbox import DropReason
 from .inflight import Waiting
 from .ledgers import DropLog, PendingAcks
 from .link import Link, declare_exchange, guarded
 from .process_queue import ProcessQueue, queue_unavailable
-from .requests import Flush, GroupAdd, Request
-from .routing import DropReason
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("channels_rabbitmq_threaded.consumer")  # a public name: operations.md
 
 BIND_CHANNELS = 4  # channels of the consumer connection that binds and unbinds are spread over
 

@@ -19,12 +19,12 @@ from typing import Any
 
 from pika.adapters.select_connection import IOLoop
 
+from .._bridge.requests import Publish
+from .._routing.inbox import DropReason
 from .inflight import InFlight, Waiting
 from .link import guarded
-from .requests import Publish
-from .routing import DropReason
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("channels_rabbitmq_threaded.ledgers")  # a public name: operations.md
 
 DROP_LOG_WINDOW = 5.0  # seconds over which repeated drops of one reason are summed into one log line
 PAUSE_LOG_AFTER = 2.0  # a pause of consumption is logged only once it has lasted this long

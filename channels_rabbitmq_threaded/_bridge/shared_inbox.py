@@ -1,9 +1,9 @@
-"""The routing state that the I/O thread shares with receivers: a `routing.Inbox` behind one lock.
+"""The routing state that the I/O thread shares with receivers: a `inbox.Inbox` behind one lock.
 
 Theory of operation
 -------------------
 A receive() whose channel already holds a message takes it on its own thread and loop: no request to the I/O
-thread, no wake-up, no future (`take_ready`). A receive() that must wait registers its `bridge.Waiter` the same
+thread, no wake-up, no future (`take_ready`). A receive() that must wait registers its `handoffs.Waiter` the same
 way (`wait_ready`), and the I/O thread hands it the next message as before. Only these two cases run on a
 receiver's thread, and only when they need nothing but the channel's own buffer (`routing.Inbox.take_ready` and
 `wait_ready` say when); every other case (an expired head, held deliveries to let in, a normal channel to
@@ -37,8 +37,8 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from .envelope import Recipient
-from .routing import Effects, Inbox, Message
+from .._routing.envelope import Recipient
+from .._routing.inbox import Effects, Inbox, Message
 
 W = TypeVar("W")
 T = TypeVar("T")

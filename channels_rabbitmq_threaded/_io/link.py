@@ -54,12 +54,12 @@ from pika.exceptions import (
     StreamLostError,
 )
 
-from .config import Settings
-from .errors import BrokerRefused, BrokerUnavailable, ConfirmLost, LayerClosed
+from .._bridge.requests import Publish, Request
+from .._config import Settings
+from ..errors import BrokerRefused, BrokerUnavailable, ConfirmLost, LayerClosed
 from .inflight import Ending, InFlight
-from .requests import Publish, Request
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("channels_rabbitmq_threaded.link")  # a public name: operations.md
 
 F = TypeVar("F", bound=Callable[..., Any])
 

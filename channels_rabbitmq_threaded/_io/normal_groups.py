@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-A normal channel (a name without `!`, `config.Settings.normal_queue`) has a durable queue of its own that any
+A normal channel (a name without `!`, `_config.Settings.normal_queue`) has a durable queue of its own that any
 process may consume, so no process owns its memberships: `group_add(group, "jobs")` binds that queue to the group
 on the groups exchange and `group_discard` unbinds it, and the binding lives on the broker, not in any process's
 routing state. A `group_send` then puts one copy in the queue, which whichever process receives on the channel
@@ -33,14 +33,14 @@ import functools
 import logging
 from typing import Any
 
-from .config import Settings
-from .errors import RabbitmqLayerError
+from .._bridge.requests import NormalGroupChange, UnbindNormalGroups
+from .._config import Settings
+from .._routing.names import RecentNames
+from ..errors import RabbitmqLayerError
 from .inflight import Waiting
 from .link import Link, guarded
-from .names import RecentNames
-from .requests import NormalGroupChange, UnbindNormalGroups
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("channels_rabbitmq_threaded.normal_groups")  # a public name: operations.md
 
 _SEPARATOR = "\x00"  # between group and channel in a remembered binding: no valid name holds it
 

@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from channels.exceptions import ChannelFull
 
-from .bridge import LoopReply, ThreadReply, refuse_blocking_on_a_loop
-from .config import optional_positive_seconds
-from .requests import Publish
+from ._bridge.handoffs import LoopReply, ThreadReply, refuse_blocking_on_a_loop
+from ._bridge.requests import Publish
+from ._config import optional_positive_seconds
 from .stats import CallStats
 
 if TYPE_CHECKING:
-    from .io_thread import IOThread
+    from ._io.io_thread import IOThread
 
 Item = tuple[str, dict[str, Any]]
 

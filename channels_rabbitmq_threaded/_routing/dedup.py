@@ -27,7 +27,7 @@ import logging
 import secrets
 from collections import deque
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("channels_rabbitmq_threaded.dedup")  # a public name: operations.md
 
 WINDOW = 20_000
 

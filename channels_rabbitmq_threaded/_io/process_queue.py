@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 Every process-specific channel is named after its process's *address* (`<prefix>.<address>!<id>`), and a send to it
-goes to the direct exchange with the address as its routing key (`config.Settings.direct_exchange`). The process
+goes to the direct exchange with the address as its routing key (`_config.Settings.direct_exchange`). The process
 binds its current queue there, so the queue behind an address may change while the names stay. The first queue is
 named by the address itself, which is where older versions of this layer and channels_rabbitmq send.
 
@@ -44,7 +44,7 @@ from typing import Any
 
 from .link import guarded
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("channels_rabbitmq_threaded.process_queue")  # a public name: operations.md
 
 LEFT_BEHIND_RETRY = 2.0  # seconds between attempts to delete the queues left on nodes that were down
 LEFT_BEHIND_KEPT = 16
