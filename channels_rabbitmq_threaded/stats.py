@@ -8,7 +8,7 @@ owns it, as a plain int that only its owner's thread writes (or, where a lock is
 | figure | kept by | written on |
 |---|---|---|
 | send and group_send calls: outcomes, durations | `CallStats` (the layer) | callers' threads, locked |
-| deliveries received, copies dropped | `consumer.ConsumerSide` | the I/O thread |
+| deliveries received, copies dropped | `deliveries.Deliveries` | the I/O thread |
 | messages handed to `receive()`, put back | `SharedInbox` | the I/O thread, receivers (locked) |
 | drops, by reason | `ledgers.DropLog` | the I/O thread |
 | connects, losses, state, node, last error | each `link.Link` | the I/O thread |

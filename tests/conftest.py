@@ -37,7 +37,7 @@ def links(layer: RabbitmqChannelLayer) -> Links:
     started its thread): tests reach the links through this, not through the I/O thread's sides."""
     io_thread = layer._io_thread
     assert io_thread is not None, "the layer has not started its I/O thread yet"
-    return Links(io_thread._consumer.link, io_thread._publisher.link)
+    return Links(*io_thread.hub.links())
 
 
 def broker_ctl(*args: str) -> str:

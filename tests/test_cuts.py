@@ -26,7 +26,7 @@ from .conftest import TEST_EXCHANGE, links
 def cut_right_after(layer: RabbitmqChannelLayer, role: str, method: str) -> None:
     """Make the next call of one side's `method` cut its link's stream on the I/O thread right after it sent its RPC,
     before any answer can be read: as a network fault at the worst moment, deterministically."""
-    side = operator.attrgetter(f"_{role}")(layer._io_thread)
+    side = operator.attrgetter(f"hub.{role}")(layer._io_thread)
     original = getattr(side, method)
 
     def then_cut(*args: object) -> None:

@@ -21,7 +21,7 @@ def bound_groups(queue: str) -> set[str]:
 
 def count_calls(layer: RabbitmqChannelLayer, method: str) -> list[Any]:
     """Record each call of the group bindings' `method` (on the I/O thread), and let it run as usual."""
-    side = layer._io_thread._consumer.bindings
+    side = layer._io_thread.hub.consumer.bindings
     original: Callable[..., Any] = getattr(side, method)
     calls: list[Any] = []
 

@@ -204,7 +204,7 @@ def test_after_a_cut_during_flush_the_consumer_delivers_again() -> None:
     consumer.link.channel = FakeChannel()  # the next connection
     body = encode({"type": "after"}, Recipient(is_group=False, name="specific.channels_test!1"))
     method = type("Deliver", (), {"delivery_tag": 7, "consumer_tag": ""})()
-    consumer._on_delivery(consumer.link.channel, method, pika.BasicProperties(), body)
+    consumer.deliveries.on_delivery(consumer.link.channel, method, pika.BasicProperties(), body)
     assert hub.delivered == [(7, "specific.channels_test!1")]
 
 

@@ -85,7 +85,7 @@ def test_a_thousand_async_to_sync_calls_leave_nothing_behind(make_layer, monkeyp
         io_thread = layer._io_thread
         assert io_thread is not None
         # routing state holds nothing per call: no buffer, no waiter, no leftover channel entry
-        assert io_thread._routing.channel_count() == 0 and io_thread._routing.waiting == 0
+        assert io_thread.hub.routing.channel_count() == 0 and io_thread.hub.routing.waiting == 0
 
     run_in_plain_thread(churn)
 

@@ -1,9 +1,9 @@
 """What callers ask of the I/O thread: one small value per request.
 
 Theory of operation: a caller builds a request, hands it to `IOThread.submit` and awaits its `LoopReply` (if it
-has one). The I/O thread runs it (`io_thread.IOThread._handlers` maps each type to its handler) or, when it can't,
+has one). The I/O thread runs it (`Hub._handlers` maps each type to its handler) or, when it can't,
 calls `fail(exc)`: every request is answered exactly once, whatever happens to the connection or the thread.
-Requests that need a connection (`io_thread.IOThread._link_of` says which one) wait while it is not ready, each up
+Requests that need a connection (`Hub._link_of` says which one) wait while it is not ready, each up
 to `connect_timeout`; the others only touch in-memory routing state and run at once.
 """
 

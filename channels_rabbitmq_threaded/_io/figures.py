@@ -36,7 +36,7 @@ def link_stats(link: Link) -> LinkStats:
 
 @dataclass
 class Figures:
-    """The owners of the I/O thread's figures (`io_thread.IOThread` makes one), read by `snapshot` from any thread."""
+    """The owners of the I/O thread's figures (`hub.Hub` makes one), read by `snapshot` from any thread."""
 
     routing: Inbox[Any, int]
     consumer: ConsumerSide
@@ -52,10 +52,10 @@ class Figures:
         return LayerStats(
             calls=outcomes,
             durations=durations,
-            deliveries_received=self.consumer.received,
+            deliveries_received=self.consumer.deliveries.received,
             delivered_to_receivers=routing.handed_over,
             put_backs=routing.put_backs,
-            copies_dropped=self.consumer.window.recent.copies,
+            copies_dropped=self.consumer.deliveries.window.recent.copies,
             drops=dict(self.drops.totals),
             buffered=routing.in_memory,
             held=routing.held,
@@ -73,7 +73,7 @@ class Figures:
             bookkeeping={
                 **routing.bookkeeping(),
                 **self.consumer.bookkeeping(),
-                **self.consumer.window.bookkeeping(),
+                **self.consumer.deliveries.window.bookkeeping(),
                 **self.publisher.bookkeeping(),
                 "normal_queues": len(self.normal_queues),
                 "queues_left_behind": len(self.consumer.queue.left_behind),

@@ -1,6 +1,6 @@
 """The I/O thread's bookkeeping: publishes awaiting their confirm, acks to send, messages dropped (logged, summed).
 
-Theory of operation: plain objects owned by the I/O thread (`io_thread.IOThread` and its two sides make them), kept
+Theory of operation: plain objects owned by the I/O thread (`hub.Hub` and its two sides make them), kept
 apart so that those modules hold only the connection life cycle and the request handlers. `PauseWatch` decides when
 a pause of consumption is worth a log line; `PendingAcks` which acks go out, once per pass. Nothing here touches pika
 except through `IOLoop` timers (the `DropLog` window, the `PauseWatch` check, the `PendingAcks` pass) and the
