@@ -25,8 +25,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from channels.exceptions import ChannelFull
 
@@ -34,9 +34,6 @@ from ._bridge.handoffs import LoopReply, ThreadReply, refuse_blocking_on_a_loop
 from ._bridge.requests import Publish
 from ._config import optional_positive_seconds
 from .stats import CallStats
-
-if TYPE_CHECKING:
-    from ._io.io_thread import IOThread
 
 Item = tuple[str, dict[str, Any]]
 
@@ -77,22 +74,64 @@ class Slot:
         self._batch.answered(self._index, exc)
 
 
-def build(layer: Host, items: Iterable[Item], to_groups: bool) -> tuple[list[str], list[Publish]]:
-    """Validate and encode every item (a `TypeError`/`ValueError` names the bad one's index); nothing is sent."""
-    if isinstance(items, (str, bytes, dict)):
-        raise TypeError(f"expected an iterable of (name, message) pairs, not {type(items).__name__}")
-    names, publishes = [], []
-    for index, item in enumerate(items):
-        if not isinstance(item, tuple) or len(item) != 2:
-            raise TypeError(f"item {index} is not a (name, message) pair: {type(item).__name__}")
-        name, message = item
-        try:
-            publish = layer._group_send_request(name, message) if to_groups else layer._send_request(name, message)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"item {index}: {exc}") from None
-        names.append(name)
-        publishes.append(publish)
-    return names, publishes
+BuildPublish = Callable[[str, dict[str, Any]], Publish]  # validates and encodes one (name, message), sends nothing
+
+
+class BulkSender:
+    """The bulk sends of one layer (`core.RabbitmqChannelLayer` holds one); see the module's theory of operation.
+
+    Built from what it needs of the layer: how to build a channel's and a group's publish (the layer's own
+    validation), how to hand publishes to its I/O thread, and where calls are counted. Bulk sends always wait for
+    the confirms, also with `wait_for_confirms=False`: one wait for the whole batch.
+    """
+
+    def __init__(
+        self, to_channel: BuildPublish, to_group: BuildPublish, submit: Callable[..., None], calls: CallStats
+    ) -> None:
+        self._build = {False: to_channel, True: to_group}
+        self._submit = submit  # hands publishes to the I/O thread, starting it if need be (any thread)
+        self._calls = calls
+
+    async def send(self, items: Iterable[Item], to_groups: bool) -> None:
+        names, publishes = self._publishes(items, to_groups)
+        if publishes:
+            reply = LoopReply(asyncio.get_running_loop())
+            self._hand_over(publishes, reply, to_groups)
+            raise_for(names, await reply.future, to_groups)
+
+    def send_sync(self, method: str, items: Iterable[Item], timeout: object, to_groups: bool) -> None:
+        refuse_blocking_on_a_loop(method)
+        seconds = optional_positive_seconds("timeout", timeout)  # before anything is sent, as send_sync does
+        names, publishes = self._publishes(items, to_groups)
+        if publishes:
+            reply = ThreadReply()
+            self._hand_over(publishes, reply, to_groups)
+            raise_for(names, reply.wait(seconds), to_groups)
+
+    def _publishes(self, items: Iterable[Item], to_groups: bool) -> tuple[list[str], list[Publish]]:
+        """Validate and encode every item (a `TypeError`/`ValueError` names the bad one's index); nothing is sent."""
+        if isinstance(items, (str, bytes, dict)):
+            raise TypeError(f"expected an iterable of (name, message) pairs, not {type(items).__name__}")
+        build = self._build[to_groups]
+        names, publishes = [], []
+        for index, item in enumerate(items):
+            if not isinstance(item, tuple) or len(item) != 2:
+                raise TypeError(f"item {index} is not a (name, message) pair: {type(item).__name__}")
+            name, message = item
+            try:
+                publish = build(name, message)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"item {index}: {exc}") from None
+            names.append(name)
+            publishes.append(publish)
+        return names, publishes
+
+    def _hand_over(self, publishes: list[Publish], outer: LoopReply | ThreadReply, to_groups: bool) -> None:
+        call = "group_send" if to_groups else "send"
+        batch = BatchReply(CountedReply(outer, self._calls, call), len(publishes))
+        for index, publish in enumerate(publishes):
+            publish.reply = batch.slot(index)
+        self._submit(*publishes)
 
 
 def raise_for(names: list[str], answers: list[Any], to_groups: bool) -> None:
@@ -108,67 +147,6 @@ def raise_for(names: list[str], answers: list[Any], to_groups: bool) -> None:
         error = ChannelFull(f"{len(refused)} of {len(names)} message(s) refused by a full queue: {refused[:10]}")
         error.channels = refused  # type: ignore[attr-defined]
         raise error
-
-
-class Host(Protocol):
-    """What `BulkSends` uses of the layer it is mixed into (`core.RabbitmqChannelLayer`)."""
-
-    _calls: CallStats
-
-    def _send_request(self, channel: str, message: dict[str, Any]) -> Publish: ...
-
-    def _group_send_request(self, group: str, message: dict[str, Any]) -> Publish: ...
-
-    def _io(self) -> IOThread: ...
-
-
-class BulkSends:
-    """The bulk calls of `core.RabbitmqChannelLayer` (mixed in); see the module's theory of operation.
-
-    They always wait for the confirms, also with `wait_for_confirms=False`: one wait for the whole batch.
-    """
-
-    async def send_many(self: Host, messages: Iterable[Item]) -> None:
-        """Send each `(channel, message)` pair; returns once RabbitMQ confirmed them all (see the table above)."""
-        await _send_many(self, messages, to_groups=False)
-
-    def send_many_sync(self: Host, messages: Iterable[Item], timeout: float | None = None) -> None:
-        """`send_many` for code with no event loop; `timeout` as in `send_sync`."""
-        _send_many_sync(self, "send_many_sync", messages, timeout, to_groups=False)
-
-    async def group_send_many(self: Host, messages: Iterable[Item]) -> None:
-        """Send each `(group, message)` pair to every member of its group; one wait for all the confirms."""
-        await _send_many(self, messages, to_groups=True)
-
-    def group_send_many_sync(self: Host, messages: Iterable[Item], timeout: float | None = None) -> None:
-        """`group_send_many` for code with no event loop (a Celery task that notifies many users' groups)."""
-        _send_many_sync(self, "group_send_many_sync", messages, timeout, to_groups=True)
-
-
-async def _send_many(layer: Host, items: Iterable[Item], to_groups: bool) -> None:
-    names, publishes = build(layer, items, to_groups)
-    if publishes:
-        reply = LoopReply(asyncio.get_running_loop())
-        _submit(layer, publishes, reply, to_groups)
-        raise_for(names, await reply.future, to_groups)
-
-
-def _send_many_sync(layer: Host, method: str, items: Iterable[Item], timeout: object, to_groups: bool) -> None:
-    refuse_blocking_on_a_loop(method)
-    seconds = optional_positive_seconds("timeout", timeout)  # before anything is sent, as send_sync does
-    names, publishes = build(layer, items, to_groups)
-    if publishes:
-        reply = ThreadReply()
-        _submit(layer, publishes, reply, to_groups)
-        raise_for(names, reply.wait(seconds), to_groups)
-
-
-def _submit(layer: Host, publishes: list[Publish], outer: LoopReply | ThreadReply, to_groups: bool) -> None:
-    call = "group_send" if to_groups else "send"
-    batch = BatchReply(CountedReply(outer, layer._calls, call), len(publishes))
-    for index, publish in enumerate(publishes):
-        publish.reply = batch.slot(index)
-    layer._io().submit(*publishes)
 
 
 class CountedReply:

@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 from channels.exceptions import ChannelFull
@@ -44,11 +44,12 @@ from ._bridge.requests import (
     NormalGroupChange,
     Publish,
     PutBack,
+    Request,
     Stop,
     Take,
     UnbindNormalGroups,
 )
-from ._bulk import BulkSends
+from ._bulk import BulkSender, Item
 from ._config import Settings, is_process_specific, optional_positive_seconds, positive_seconds
 from ._io.io_thread import IOThread
 from ._routing.envelope import FLUSH_GROUP, Recipient, encode
@@ -94,7 +95,7 @@ def channels_layers() -> dict[str, RabbitmqChannelLayer]:
     return {alias: layer for alias, layer in channel_layers.backends.items() if isinstance(layer, RabbitmqChannelLayer)}
 
 
-class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
+class RabbitmqChannelLayer(BaseChannelLayer):
     """A Channels layer on RabbitMQ whose connection lives in its own thread, so it works from any event loop.
 
     Options: all keyword, those of channels_rabbitmq and more; `_config.Settings.from_options` takes and checks them
@@ -116,6 +117,7 @@ class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
         self._start_lock = threading.Lock()
         self._closed = False
         self._calls = CallStats()
+        self._bulk = BulkSender(self._send_request, self._group_send_request, self._submit, self._calls)
         self._receivable = RecentNames()  # names receive() has checked already (a receiver calls it in a loop)
         _all_layers.add(self)
 
@@ -240,6 +242,28 @@ class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
         self.require_valid_group_name(group)
         body = self._encode(message, Recipient(is_group=True, name=group))
         return Publish(reply=None, exchange=self.settings.groups_exchange, routing_key=group, body=body, mandatory=True)
+
+    async def send_many(self, messages: Iterable[Item]) -> None:
+        """Send each `(channel, message)` pair; returns once RabbitMQ confirmed them all.
+
+        Every item is checked before anything is sent. Raises `ChannelFull` naming the channels (`.channels`) whose
+        queue was full (the others were sent), or the first failure's type naming the items that failed (`.names`).
+        Always waits for the confirms, also with `wait_for_confirms=False`: one wait for the whole batch.
+        """
+        await self._bulk.send(messages, to_groups=False)
+
+    def send_many_sync(self, messages: Iterable[Item], timeout: float | None = None) -> None:
+        """`send_many` for code with no event loop; `timeout` as in `send_sync`."""
+        self._bulk.send_sync("send_many_sync", messages, timeout, to_groups=False)
+
+    async def group_send_many(self, messages: Iterable[Item]) -> None:
+        """Send each `(group, message)` pair to every member of its group; one wait for all the confirms. Never
+        raises `ChannelFull` (a member's full queue drops that member's copy, as in `group_send`)."""
+        await self._bulk.send(messages, to_groups=True)
+
+    def group_send_many_sync(self, messages: Iterable[Item], timeout: float | None = None) -> None:
+        """`group_send_many` for code with no event loop (a Celery task that notifies many users' groups)."""
+        self._bulk.send_sync("group_send_many_sync", messages, timeout, to_groups=True)
 
     async def flush(self) -> None:
         """Reset this layer to blank, for tests (as in channels_redis).
@@ -368,6 +392,10 @@ class RabbitmqChannelLayer(BulkSends, BaseChannelLayer):
         if io_thread is not None:
             _live_threads.discard(io_thread)
             io_thread.let_go_in_child()
+
+    def _submit(self, *requests: Request) -> None:
+        """Hand requests to the I/O thread (starting it on first use), in order, with one wake-up."""
+        self._io().submit(*requests)
 
     def _sent_unwaited(self, publish: Publish) -> bool:
         """With `wait_for_confirms=False`: hand the publish over without waiting for it (True), unless too many
