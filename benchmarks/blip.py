@@ -2,7 +2,7 @@
 
     python benchmarks/blip.py [--rate 100] [--channels 8] [--work-ms 0] [--cut S] [--option NAME=VALUE ...]
 
-A receiver layer connects through a `FaultProxy` (tests/fault_proxy.py) and reads `--channels` channels, one
+A receiver layer connects through a `FaultProxy` (tests/support/fault_proxy.py) and reads `--channels` channels, one
 consumer task each (as a Channels consumer does, spending `--work-ms` on each message); a sender layer, connected
 directly, sends `--rate` messages a second, in turn a direct send to a random channel and a group_send to a random
 channel's own group, each awaited. After 5 s the proxy resets the receiver's connections and refuses new ones for
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from channels.exceptions import ChannelFull
 
 from channels_rabbitmq_threaded import RabbitmqChannelLayer
-from tests.fault_proxy import FaultProxy
+from tests.support.fault_proxy import FaultProxy
 
 HOST = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 

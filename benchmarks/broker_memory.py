@@ -8,7 +8,7 @@ sender one), before and after it declares `--queues` empty queues of the layer's
 `x-max-length`, `reject-publish` and `x-message-ttl`), then before and after it binds one queue `--bindings` times
 to a direct exchange with distinct routing keys (per-user groups). Prints bytes per queue and per binding. Each
 reading is the median of five, a second apart, so a garbage collection in between does not decide it. Against 4.0:
-`python -m tests.rabbitmq4 python benchmarks/broker_memory.py` (it takes AMQP_URL and RABBITMQCTL).
+`python -m tests.support.rabbitmq4 python benchmarks/broker_memory.py` (it takes AMQP_URL and RABBITMQCTL).
 
 Run it against a broker nothing else is using: another client's traffic moves the figure.
 """

@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.private_node import private_cluster
-from tests.rabbitmq4 import build_root
+from tests.support.private_node import private_cluster
+from tests.support.rabbitmq4 import build_root
 
 
 def main(arguments: list[str]) -> int:

@@ -8,7 +8,7 @@ the first member of each in each process). They then discard the per-user member
 twice: within `group_unbind_delay` (the bindings are still there: no broker operation) and with
 `group_unbind_delay=0` (every leave unbinds, every join binds again). The processes start each phase together (a
 barrier) and the rate is all their joins over the time from the first start to the last finish. Against 4.0:
-`python -m tests.rabbitmq4 python benchmarks/join_storm.py` (it takes AMQP_URL).
+`python -m tests.support.rabbitmq4 python benchmarks/join_storm.py` (it takes AMQP_URL).
 """
 
 from __future__ import annotations

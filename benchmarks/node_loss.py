@@ -4,7 +4,7 @@ and, with --netns, its node cut off from the other nodes (partition) or from eve
     python benchmarks/node_loss.py [--rabbitmq4] [--netns] [--groups 100] [--rounds 3] [--nodes 3]
 
 Starts a private cluster (3.10 from this machine; with --rabbitmq4, 4.3 from the cached root; with --netns, each
-node in a network namespace of its own, tests/netns_cluster.py) and a member layer with the default settings
+node in a network namespace of its own, tests/support/netns_cluster.py) and a member layer with the default settings
 joined to `--groups` groups. For each failure mode, on the node that holds the member's queue, with a prober
 connected to another node that sends the member a numbered message every 20 ms, it measures the time from the
 fault to the first message the member receives that was sent after it: the deaf time, every group bound again
@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from channels.exceptions import ChannelFull
 
 from channels_rabbitmq_threaded import RabbitmqChannelLayer, RabbitmqLayerError
-from tests.netns_cluster import NamespacedCluster, netns_cluster
-from tests.private_node import PrivateNode, private_cluster
-from tests.rabbitmq4 import build_root
+from tests.support.netns_cluster import NamespacedCluster, netns_cluster
+from tests.support.private_node import PrivateNode, private_cluster
+from tests.support.rabbitmq4 import build_root
 
 PROBE_EVERY = 0.02
 MODES = ("delete", "stop_app", "kill -9")

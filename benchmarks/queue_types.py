@@ -24,8 +24,8 @@ from channels.exceptions import ChannelFull
 
 from channels_rabbitmq_threaded import RabbitmqChannelLayer
 from channels_rabbitmq_threaded._config import Settings
-from tests.private_node import PrivateNode, private_cluster
-from tests.rabbitmq4 import build_root
+from tests.support.private_node import PrivateNode, private_cluster
+from tests.support.rabbitmq4 import build_root
 
 IN_FLIGHT = 50
 

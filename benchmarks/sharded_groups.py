@@ -13,7 +13,7 @@ with raw pika and no layer, measures for each N (0: one binding per group, as th
   groups drawn uniformly from all `--processes` x `--groups` per-user groups (the bandwidth cost);
 * the crash cost follows from the bindings: `benchmarks/crash_cost.py --bindings N` measures it.
 
-Against 4.0: `python -m tests.rabbitmq4 python benchmarks/sharded_groups.py` (it takes AMQP_URL).
+Against 4.0: `python -m tests.support.rabbitmq4 python benchmarks/sharded_groups.py` (it takes AMQP_URL).
 """
 
 from __future__ import annotations

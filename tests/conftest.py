@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -8,22 +9,26 @@ import shlex
 import shutil
 import ssl
 import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import pika
 import pytest
+from channels.exceptions import ChannelFull
 from channels.layers import channel_layers
 
-from channels_rabbitmq_threaded import RabbitmqChannelLayer
+from channels_rabbitmq_threaded import RabbitmqChannelLayer, RabbitmqLayerError
 from channels_rabbitmq_threaded._io.link import Link
 
-from .leftovers import remove_prefixed
-from .netns_cluster import NamespacedCluster, netns_cluster
-from .private_node import PrivateNode, free_port
+from .support.leftovers import remove_prefixed
+from .support.netns_cluster import NamespacedCluster, netns_cluster
+from .support.private_node import PrivateNode, free_port
 
 HOST = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
-# rabbitmqctl for the broker at HOST: the machine's, or the one `python -m tests.rabbitmq4` started.
+# rabbitmqctl for the broker at HOST: the machine's, or the one `python -m tests.support.rabbitmq4` started.
 BROKER_CTL = shlex.split(os.environ.get("RABBITMQCTL", "rabbitmqctl"))
 
 
@@ -40,6 +45,36 @@ def links(layer: RabbitmqChannelLayer) -> Links:
     return Links(*io_thread.hub.links())
 
 
+def in_plain_thread(function: Any) -> Any:
+    """Run `function` in a new thread with no event loop (a Celery task, a WSGI view, a management command); return
+    its result, or raise what it raised."""
+    outcome: list[tuple[str, Any]] = []
+
+    def target() -> None:
+        try:
+            outcome.append(("ok", function()))
+        except BaseException as exc:
+            outcome.append(("error", exc))
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    kind, value = outcome[0]
+    if kind == "error":
+        raise value
+    return value
+
+
+def run_cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "channels_rabbitmq_threaded", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
 def broker_ctl(*args: str) -> str:
     """What `rabbitmqctl ARGS` prints for the broker at HOST (a failure raises `CalledProcessError`). Where there
     is no rabbitmqctl (the python314 tox env runs the suite in a root of its own), the test is skipped: the other envs
@@ -52,7 +87,7 @@ def broker_ctl(*args: str) -> str:
 ROOT = Path(__file__).resolve().parent.parent
 # Each test session uses its own groups exchange on the shared broker, so that two sessions running at once (tox in
 # parallel, two developers) never receive each other's group messages. Its name is the prefix of every name the
-# session gives the broker, all removed by it at the end (tests/leftovers.py).
+# session gives the broker, all removed by it at the end (tests/support/leftovers.py).
 TEST_EXCHANGE = os.environ.get("TEST_RUN_PREFIX") or f"test-groups-{os.getpid()}-{secrets.token_hex(3)}"
 
 
@@ -75,23 +110,38 @@ def launch_chromium(playwright: Any) -> Any:
 NODE_FIXTURES = {"tls_node", "amqp_node", "module_amqp_node", "cluster", "three_nodes", "netns_three"}
 
 
+TESTS = Path(__file__).resolve().parent
+# Each folder is a tier, and its tests carry its markers: `-m "not node and not slow"` is the fast suite (tox's
+# py310, py313 and python314), `-m unit` needs no broker at all.
+TIERS = {"unit": ("unit",), "broker": ("broker",), "node": ("broker", "node"), "e2e": ("broker", "slow")}
+BROKER_FIXTURES = {"make_layer", "layer"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The test tiers as markers: `node` for a test that starts a private node (through a fixture, even a
-    transitive one), `broker` for every other test not marked `unit`. `-m "not node and not slow"` is the fast
-    suite (tox's py310 and py313)."""
+    """The markers of each test's folder (`TIERS`); a test whose fixtures do not fit its folder is refused, so a
+    test that starts a private node cannot hide in the fast tier, nor one that needs the broker in `unit/`."""
     for item in items:
-        if NODE_FIXTURES & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.node)
-        if "netns_three" in getattr(item, "fixturenames", ()):
+        try:
+            tier = Path(item.path).resolve().relative_to(TESTS).parts[0]
+        except ValueError:
+            continue  # not one of ours (a peer's suite run through tests/support/conformance)
+        fixtures = set(getattr(item, "fixturenames", ()))
+        for marker in TIERS.get(tier, ()):
+            item.add_marker(marker)
+        if NODE_FIXTURES & fixtures and tier not in ("node", "e2e"):
+            raise pytest.UsageError(f"{item.nodeid} starts a private node: it belongs in tests/node/ or tests/e2e/")
+        if BROKER_FIXTURES & fixtures and tier == "unit":
+            raise pytest.UsageError(f"{item.nodeid} needs the broker: it belongs in tests/broker/")
+        if NODE_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.node)  # an end-to-end test that starts one
+        if "netns_three" in fixtures:
             item.add_marker(pytest.mark.netns)
-        if item.get_closest_marker("unit") is None:
-            item.add_marker(pytest.mark.broker)
 
 
 @pytest.fixture(scope="module")
 def netns_three() -> Iterator[NamespacedCluster]:
     """Three nodes in network namespaces of their own (`netns_cluster.py`), one cluster per test module: the
-    machine's RabbitMQ, or under `python -m tests.rabbitmq4` the RabbitMQ of its root."""
+    machine's RabbitMQ, or under `python -m tests.support.rabbitmq4` the RabbitMQ of its root."""
     root = os.environ.get("RABBITMQ4_ROOT")
     with netns_cluster(3, root=Path(root) if root else None) as cluster:
         yield cluster
@@ -252,3 +302,44 @@ def registered() -> Iterator[dict[str, RabbitmqChannelLayer]]:
     yield added
     for alias in added:
         channel_layers.backends.pop(alias, None)
+
+
+def connections_of(queue_name: str) -> list[str]:
+    """The client-given names of the broker's connections that belong to the layer with this queue."""
+    listing = broker_ctl("-q", "list_connections", "client_properties")
+    return [
+        role for line in listing.splitlines() for role in ("consumer", "publisher") if f"{queue_name} {role}" in line
+    ]
+
+
+def queue_exists(name: str) -> bool:
+    """Asked from a connection of its own: 404 means no such queue; 405 (RESOURCE_LOCKED) an exclusive one."""
+    connection = pika.BlockingConnection(pika.URLParameters(HOST))
+    try:
+        connection.channel().queue_declare(name, passive=True)
+        return True
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        assert exc.reply_code in (404, 405), exc
+        return exc.reply_code == 405
+    finally:
+        connection.close()
+
+
+async def receives_again(layer: RabbitmqChannelLayer, sender: RabbitmqChannelLayer, channel: str, group: str) -> None:
+    """A send to `channel` (a name handed out before the loss) and a group message both reach it; each send is
+    retried while the layer sets its queue up again (a send meanwhile finds no queue bound to the address, or is
+    refused by the queue that is going: ChannelFull)."""
+    for expected in ({"type": "direct"}, {"type": "group"}):
+        for _ in range(100):  # a hang guard: tries for at most about 20 s
+            with contextlib.suppress(ChannelFull, RabbitmqLayerError):
+                if expected["type"] == "direct":
+                    await sender.send(channel, expected)
+                else:
+                    await sender.group_send(group, expected)
+            try:
+                assert await asyncio.wait_for(layer.receive(channel), 0.2) == expected
+                break
+            except asyncio.TimeoutError:
+                continue
+        else:
+            raise AssertionError(f"nothing reached {channel} after its queue was lost ({expected})")
