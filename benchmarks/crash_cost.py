@@ -7,9 +7,9 @@ For each count: a victim process declares an exclusive queue, binds it that many
 SIGKILL, so that the broker deletes the queue and its bindings itself. Meanwhile this process publishes to the same
 exchange with publisher confirms, one message at a time (the group_send of every other process), and reports the
 confirm latency before the kill and in the 10 s after it: median, p99 and the longest. Run it against 3.10 (the
-machine's broker), 4.0 (`python -m tests.support.rabbitmq4 python benchmarks/crash_cost.py`, whose AMQP_URL it takes) and
-a two-node cluster (`python benchmarks/cluster.py [--rabbitmq4] python benchmarks/crash_cost.py`: the victim on
-node A, the publisher on node B, from AMQP_URL_B).
+machine's broker), 4.0 (`python -m tests.support.rabbitmq4 python benchmarks/crash_cost.py`, whose AMQP_URL it
+takes) and a two-node cluster (`python benchmarks/cluster.py [--rabbitmq4] python benchmarks/crash_cost.py`: the
+victim on node A, the publisher on node B, from AMQP_URL_B).
 """
 
 from __future__ import annotations

@@ -55,7 +55,8 @@ from .deliveries import Deliveries
 from .group_bindings import GroupBindings
 from .inflight import Waiting
 from .ledgers import DropLog
-from .link import Link, declare_exchange, guarded
+from .link import Link, declare_exchange
+from .logs import guarded
 from .process_queue import ProcessQueue, queue_unavailable
 
 BIND_CHANNELS = 4  # channels of the consumer connection that binds and unbinds are spread over

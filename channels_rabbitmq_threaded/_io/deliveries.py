@@ -36,7 +36,8 @@ from .._routing.dedup import DeliveryWindow
 from .._routing.envelope import FLUSH_GROUP, REACH_GROUP, MalformedBody, Recipient, decode
 from .._routing.inbox import DropReason
 from .ledgers import DropLog, PendingAcks
-from .link import Link, guarded
+from .link import Link
+from .logs import guarded
 from .process_queue import ProcessQueue
 
 if TYPE_CHECKING:

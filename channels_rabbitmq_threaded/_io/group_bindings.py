@@ -29,7 +29,8 @@ from typing import Any
 from .._bridge.requests import GroupAdd
 from .._config import Settings
 from .inflight import Waiting
-from .link import Link, guarded
+from .link import Link
+from .logs import guarded
 from .process_queue import ProcessQueue
 
 

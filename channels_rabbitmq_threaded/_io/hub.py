@@ -59,7 +59,8 @@ from ..errors import LayerClosed, RabbitmqLayerError
 from .consumer import ConsumerSide
 from .figures import Figures
 from .ledgers import DropLog, PauseWatch, UnwaitedPublishes
-from .link import STOPPED, Link, guarded
+from .link import STOPPED, Link
+from .logs import guarded
 from .normal_groups import NormalGroupBindings
 from .publisher import PublisherSide
 from .reach import ReachProbe

@@ -47,7 +47,8 @@ from .._config import Settings, is_process_specific
 from .._routing.inbox import Message
 from ..errors import LayerClosed, RabbitmqLayerError
 from .hub import Hub
-from .link import LinkState, guarded, let_go_in_child
+from .link import LinkState, let_go_in_child
+from .logs import guarded
 
 logger = logging.getLogger("channels_rabbitmq_threaded.io_thread")  # a public name: operations.md
 

@@ -22,7 +22,7 @@ from pika.adapters.select_connection import IOLoop
 from .._bridge.requests import Publish
 from .._routing.inbox import DropReason
 from .inflight import InFlight, Waiting
-from .link import guarded
+from .logs import Throttle, guarded
 
 logger = logging.getLogger("channels_rabbitmq_threaded.ledgers")  # a public name: operations.md
 
@@ -35,23 +35,23 @@ class DropLog:
     """Logs dropped messages at WARNING: per reason, the first at once, the rest of a burst summed per window.
 
     Every record carries ``extra={"event": "message_dropped" | "messages_dropped", "reason": ..., "count": n}`` for
-    log pipelines that read fields rather than text.
+    log pipelines that read fields rather than text. The rule is `logs.Throttle`'s; the summary of the drops passed
+    over goes out when the window's timer fires.
     """
 
     def __init__(self, ioloop: IOLoop) -> None:
         self._ioloop = ioloop
-        self._counts: dict[DropReason, int] = {}  # drops not yet logged, for each reason whose window is open
+        self._throttle: Throttle[DropReason] = Throttle(DROP_LOG_WINDOW)
         self._timer: Any = None
         self.totals: dict[str, int] = {}  # drops since start, by reason (a figure for stats())
 
     def log(self, reason: DropReason, detail: str) -> None:
         self.totals[reason.value] = self.totals.get(reason.value, 0) + 1
-        if reason in self._counts:
-            self._counts[reason] += 1
-            return
-        self._counts[reason] = 0
         if self._timer is None:
             self._timer = self._ioloop.call_later(DROP_LOG_WINDOW, self._close_window)
+        if self._throttle.due(reason, time.monotonic()) is None:
+            self._throttle.count(reason)
+            return
         logger.warning(
             "Dropped a message: %s", detail, extra={"event": "message_dropped", "reason": reason.value, "count": 1}
         )
@@ -63,17 +63,15 @@ class DropLog:
 
     def flush(self) -> None:
         """Log the drops not logged yet (the window's end, or the thread's)."""
-        counts, self._counts = self._counts, {}
-        for reason, count in counts.items():
-            if count:
-                logger.warning(
-                    "Dropped %d more message(s) in the last %gs (%s): %s",
-                    count,
-                    DROP_LOG_WINDOW,
-                    reason.value,
-                    reason.text,
-                    extra={"event": "messages_dropped", "reason": reason.value, "count": count},
-                )
+        for reason, count in self._throttle.take_counts().items():
+            logger.warning(
+                "Dropped %d more message(s) in the last %gs (%s): %s",
+                count,
+                DROP_LOG_WINDOW,
+                reason.value,
+                reason.text,
+                extra={"event": "messages_dropped", "reason": reason.value, "count": count},
+            )
 
 
 class PauseWatch:
@@ -82,20 +80,20 @@ class PauseWatch:
     A receiver that is merely slower than its senders pauses and resumes consumption many times a second; that is
     back-pressure working, not news. `paused()` is called at each pause; `PAUSE_LOG_AFTER` seconds after the first
     one, if consumption is still paused (`is_paused`) and has been since the latest pause began, one WARNING says
-    for how long and how many pauses there were, at most once per `PAUSE_LOG_WINDOW`. Owned by the I/O thread.
+    for how long and how many pauses there were, at most once per `PAUSE_LOG_WINDOW` (`logs.Throttle`'s rule).
+    Owned by the I/O thread.
     """
 
     def __init__(self, ioloop: IOLoop, is_paused: Callable[[], bool], describe: Callable[[], str]) -> None:
         self._ioloop = ioloop
         self._is_paused = is_paused
         self._describe = describe  # what the WARNING says about the state (capacity, biggest backlogs)
-        self._pauses = 0  # since the last WARNING
+        self._throttle: Throttle[str] = Throttle(PAUSE_LOG_WINDOW)
         self._since = 0.0  # when the latest pause began
-        self._last_warned = -PAUSE_LOG_WINDOW
         self._timer: Any = None
 
     def paused(self) -> None:
-        self._pauses += 1
+        self._throttle.count("pause")
         self._since = time.monotonic()
         if self._timer is None:
             self._timer = self._ioloop.call_later(PAUSE_LOG_AFTER, self._check)
@@ -109,16 +107,16 @@ class PauseWatch:
         lasted = now - self._since
         if lasted < PAUSE_LOG_AFTER:  # it resumed and paused again since: watch the latest pause
             self._timer = self._ioloop.call_later(PAUSE_LOG_AFTER - lasted, self._check)
-        elif now - self._last_warned >= PAUSE_LOG_WINDOW:
-            self._last_warned = now
+            return
+        due = self._throttle.due("pause", now)
+        if due is not None:
             logger.warning(
                 "Consumption paused for %.1fs (%d pause(s) since the last report): %s",
                 lasted,
-                self._pauses,
+                due.passed_over,
                 self._describe(),
-                extra={"event": "consumption_paused", "seconds": round(lasted, 1), "count": self._pauses},
+                extra={"event": "consumption_paused", "seconds": round(lasted, 1), "count": due.passed_over},
             )
-            self._pauses = 0
 
 
 class UnwaitedPublishes:

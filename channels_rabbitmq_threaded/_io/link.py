@@ -58,6 +58,7 @@ from .._bridge.requests import Publish, Request
 from .._config import Settings
 from ..errors import BrokerRefused, BrokerUnavailable, ConfirmLost, LayerClosed
 from .inflight import Ending, InFlight
+from .logs import RepeatedWarning, guarded
 
 logger = logging.getLogger("channels_rabbitmq_threaded.link")  # a public name: operations.md
 
@@ -65,7 +66,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 RECONNECT_FIRST_DELAY = 0.2  # seconds before the first retry (times a jitter of 0.5-1)
 RECONNECT_MAX_DELAY = 5.0
-REPEAT_LOG_WINDOW = 30.0  # a connection failure that repeats is logged at WARNING at most this often
 
 
 class LinkState(enum.Enum):
@@ -95,20 +95,6 @@ def declare_exchange(link: Link, name: str, kind: str, then: Callable[[Any], Non
     """A setup step: `exchange.declare` of `name` (`kind`: a pika `ExchangeType`) on `link`'s channel; the
     `DeclareOk` goes to `then`, through `Link.step`."""
     link.channel.exchange_declare(exchange=name, exchange_type=kind, callback=link.step(then))
-
-
-def guarded(method: F) -> F:
-    """Wrap a callback given to pika: log any exception instead of letting it end the loop or the connection."""
-
-    @functools.wraps(method)
-    def wrapper(self: Any, *args: Any) -> Any:
-        try:
-            return method(self, *args)
-        except Exception:
-            logger.exception("Error in %s (the I/O thread carries on)", method.__name__)
-            return None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def causes(exc: BaseException) -> Iterator[BaseException]:
@@ -206,31 +192,6 @@ class LivenessWatch:
             terminate = connection._terminate_stream  # type: ignore[attr-defined]  # pika's private abort
             self.stop()
             terminate(AMQPHeartbeatTimeout(f"no data from RabbitMQ for {silence:.1f}s"))
-
-
-class RepeatedWarning:
-    """A WARNING that may repeat: the first of a kind at once; while the same kind repeats, at most one per
-    `REPEAT_LOG_WINDOW`, saying how many were passed over (those go to DEBUG)."""
-
-    def __init__(self) -> None:
-        self._kind: str | None = None
-        self._logged_at = 0.0
-        self._passed_over = 0
-
-    def log(self, kind: str, message: str, *args: Any, extra: dict[str, Any]) -> None:
-        now = time.monotonic()
-        if kind == self._kind and now - self._logged_at < REPEAT_LOG_WINDOW:
-            self._passed_over += 1
-            logger.debug(message, *args, extra=extra)
-            return
-        if kind == self._kind and self._passed_over:
-            message += f" ({self._passed_over} more like it in the last {now - self._logged_at:.0f}s)"
-        logger.warning(message, *args, extra={**extra, "count": self._passed_over + 1})
-        self._kind, self._logged_at, self._passed_over = kind, now, 0
-
-    def reset(self) -> None:
-        """The trouble is over (a connection is ready): the next failure is news, whatever its kind."""
-        self._kind, self._passed_over = None, 0
 
 
 class ParkedRequests:
@@ -350,7 +311,7 @@ class Link:
         self.url = settings.redacted_host(0)  # the (redacted) URL of the current attempt, for log lines
         self._retry_delay = RECONNECT_FIRST_DELAY
         self._liveness: LivenessWatch | None = None
-        self._repeats = RepeatedWarning()
+        self._repeats = RepeatedWarning(logger)
 
     @property
     def ready(self) -> bool:

@@ -38,7 +38,8 @@ from .._config import Settings
 from .._routing.names import RecentNames
 from ..errors import RabbitmqLayerError
 from .inflight import Waiting
-from .link import Link, guarded
+from .link import Link
+from .logs import guarded
 
 logger = logging.getLogger("channels_rabbitmq_threaded.normal_groups")  # a public name: operations.md
 

@@ -42,7 +42,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from .link import guarded
+from .logs import guarded
 
 logger = logging.getLogger("channels_rabbitmq_threaded.process_queue")  # a public name: operations.md
 

@@ -49,7 +49,8 @@ from .._routing.names import RecentNames
 from ..errors import ConfirmLost
 from .inflight import Waiting
 from .ledgers import DropLog, PendingConfirms, UnwaitedPublishes
-from .link import STOPPED, STOPPING, Link, Repeating, declare_exchange, guarded
+from .link import STOPPED, STOPPING, Link, Repeating, declare_exchange
+from .logs import guarded
 
 logger = logging.getLogger("channels_rabbitmq_threaded.publisher")  # a public name: operations.md
 
