@@ -50,8 +50,7 @@ from pika.exchange_type import ExchangeType
 
 from .._bridge.requests import Flush, Request
 from .._config import Settings, is_process_specific
-from .._routing.envelope import Recipient
-from .deliveries import Deliveries
+from .deliveries import Deliveries, DeliveryHub
 from .group_bindings import GroupBindings
 from .inflight import Waiting
 from .ledgers import DropLog
@@ -62,14 +61,9 @@ from .process_queue import ProcessQueue, queue_unavailable
 BIND_CHANNELS = 4  # channels of the consumer connection that binds and unbinds are spread over
 
 
-class ConsumerHub(Protocol):
-    """What the consumer side asks of the I/O thread's hub, which owns the routing state."""
-
-    def deliver(self, tag: int, recipient: Recipient, message: dict[str, Any]) -> None:
-        """Route a delivery (the hub acknowledges it through `Deliveries.ack`, now or later)."""
-
-    def flushed_by(self, origin: object) -> None:
-        """Another process (or this one) called flush(): drop this process's memberships."""
+class ConsumerHub(DeliveryHub, Protocol):
+    """What the consumer side asks of the I/O thread's hub, which owns the routing state (and what its deliveries
+    ask: `DeliveryHub`)."""
 
     def deliveries_lost(self) -> None:
         """The consumer connection is gone, and with it every delivery not yet acknowledged."""
@@ -82,9 +76,6 @@ class ConsumerHub(Protocol):
 
     def local_groups(self) -> list[str]:
         """The groups that have a local member (to bind again after a reconnect)."""
-
-    def waiting_on(self, channel: str) -> int:
-        """How many receive() calls wait on `channel`."""
 
     def waiting_channels(self) -> list[str]:
         """The channels some receive() waits on."""

@@ -12,7 +12,7 @@ decides its fate in this order:
 | not a body of ours (`MalformedBody`) | acknowledged, dropped, logged (`DropReason.NOT_OURS`) |
 | a control message (`FLUSH_GROUP`, `REACH_GROUP`) | acknowledged; a flush empties the memberships |
 | from a normal channel's queue nobody here waits on any more | requeued for the other workers |
-| anything else | routed: `ConsumerHub.deliver`, which acknowledges it now or later |
+| anything else | routed: `DeliveryHub.deliver`, which acknowledges it now or later |
 
 A normal channel's queue is consumed (`NormalConsumers`) only while a receive() waits on it, with prefetch 1, so
 competing workers share it and nothing piles up in a process that stopped reading.
@@ -27,7 +27,7 @@ here runs on the I/O thread.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pika.spec
 
@@ -40,15 +40,25 @@ from .link import Link
 from .logs import guarded
 from .process_queue import ProcessQueue
 
-if TYPE_CHECKING:
-    from .consumer import ConsumerHub
+
+class DeliveryHub(Protocol):
+    """What deliveries ask of the I/O thread's hub, which owns the routing state."""
+
+    def deliver(self, tag: int, recipient: Recipient, message: dict[str, Any]) -> None:
+        """Route a delivery (the hub acknowledges it through `Deliveries.ack`, now or later)."""
+
+    def flushed_by(self, origin: object) -> None:
+        """Another process (or this one) called flush(): drop this process's memberships."""
+
+    def waiting_on(self, channel: str) -> int:
+        """How many receive() calls wait on `channel`."""
 
 
 class Deliveries:
     """The delivery path of the consumer link; see the module's theory of operation."""
 
     def __init__(
-        self, settings: Settings, ioloop: Any, link: Link, queue: ProcessQueue, hub: ConsumerHub, drops: DropLog
+        self, settings: Settings, ioloop: Any, link: Link, queue: ProcessQueue, hub: DeliveryHub, drops: DropLog
     ) -> None:
         self._settings = settings
         self._link = link
@@ -152,7 +162,7 @@ class NormalConsumers:
     up in a process that stopped reading. Owned by the I/O thread; the consumers live on the consumer link's channel.
     """
 
-    def __init__(self, settings: Settings, link: Link, hub: ConsumerHub, on_delivery: Callable[..., None]) -> None:
+    def __init__(self, settings: Settings, link: Link, hub: DeliveryHub, on_delivery: Callable[..., None]) -> None:
         self._settings = settings
         self._link = link
         self._hub = hub

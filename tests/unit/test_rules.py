@@ -9,6 +9,7 @@ The rules follow the folders: the public modules at the top of the package, and 
 * The private sub-packages import no public module but the two leaves `errors` and `stats`: arrows run from the
   facade and the add-ons down, never back up.
 * The add-ons and the benchmark use no internals: nothing of `_io/`, `_bridge/` or `_routing/`.
+* Imports make no circle, type-only ones included.
 * Prose names only what exists: a `Class.member` cited in a docstring, a comment or the docs is a member of it.
 """
 
@@ -106,6 +107,12 @@ def test_the_private_packages_import_no_public_module_but_the_leaves(module: str
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if in_folder(m, *ADD_ONS, "bench")))
 def test_the_add_ons_and_the_benchmark_use_no_internals(module: str) -> None:
     assert not any(in_folder(name, *PRIVATE) for name in imports_of(module)[1])
+
+
+def test_the_imports_make_no_circle() -> None:
+    """Imports run one way (type-only ones included): no module reaches itself again through what it imports."""
+    for module in MODULES:
+        assert not any(module in reachable(name) for name in imports_of(module)[1]), module
 
 
 def test_the_facade_imports_no_pika() -> None:
