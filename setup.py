@@ -60,6 +60,7 @@ setup(
             "myst-parser>=2",
             "mypy>=1.10",
             "types-pika",
+            "janus>=2,<3",  # benchmarks/handoff.py, which tests/e2e/test_probes.py runs
             "types-channels",
         ],
         "docs": ["sphinx>=7", "myst-parser>=2"],

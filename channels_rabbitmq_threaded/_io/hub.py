@@ -20,7 +20,8 @@ state decides (`EffectsCarrier`: hand-offs to receivers, acks, drops, unbinds; `
 
 A request that waits for its link is parked in it (`Link.parked`) and run again by `run_unparked` once the link is
 ready, or failed after `connect_timeout`. Everything here runs on the I/O thread (it is built on the caller's
-thread, before the thread starts); `io_thread.IOThread` is the thread around it.
+thread, before the thread starts), but `publish_now`, which a caller's thread runs holding the pika lock;
+`io_thread.IOThread` is the thread around it.
 """
 
 from __future__ import annotations
@@ -188,6 +189,14 @@ class Hub:
         if request.declare is not None:
             self._normal_queues.add(request.declare[0])
         self.publisher.publish(request)
+
+    def publish_now(self, request: Publish) -> bool:
+        """`_publish` on a caller's thread that holds the pika lock, when the publisher side can do it at once."""
+        if self.stopping or not self.publisher.publish_now(request):
+            return False
+        if request.declare is not None:
+            self._normal_queues.add(request.declare[0])
+        return True
 
     def _group_add(self, request: GroupAdd) -> None:
         first = self.routing.membership.add(request.group, request.channel, time.monotonic())

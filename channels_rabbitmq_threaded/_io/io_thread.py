@@ -11,7 +11,12 @@ Who touches what
 * Other threads call only `submit(request)`, `submit_unwaited(publish)`, `take_ready` and `wait_ready` (and
   `start`, `stop_and_join`, `is_alive`, `let_go_in_child` in a forked child). `submit` goes through the
   `RequestFunnel`: it appends to a deque and wakes the loop with `add_callback_threadsafe` only when no wake is
-  already pending, so a burst of requests costs one wake. Everything else runs in the I/O thread.
+  already pending, so a burst of requests costs one wake. Everything else runs in the I/O thread, which holds the
+  pika lock whenever it runs, and lets go of it only while it waits in epoll (`LockedWait`).
+* The one exception: a lone publish, submitted when the pika lock is free and nothing is queued ahead, is
+  published by the caller's thread itself, holding that lock (`publish_now`): no wake-up of this thread on the
+  way in, and its bytes on the socket at once (`Link.send_at_once`). The caller only tries the lock, so it never
+  blocks its loop; when the try fails, or the publisher side cannot publish at once, the publish takes the funnel.
 * The routing state (`SharedInbox`: buffers, waiters, membership) is owned by this thread, except that a
   receive() takes a buffered message, or starts waiting, on its own thread under the inbox's lock when that needs
   nothing else (`take_ready`, `wait_ready`; `shared_inbox` has the table).
@@ -38,6 +43,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from pika.adapters.select_connection import IOLoop
 
@@ -75,6 +81,9 @@ class IOThread:
         self.figures = self.hub.figures
         self._wakes = LoopWakes(self._schedule_wakes)
         self._funnel = RequestFunnel(self._ioloop, self.hub.handle, self.hub.expiry.schedule)  # the one way in
+        # Held by whoever runs pika code: the I/O thread, always but while it waits in epoll (`LockedWait`), or a
+        # caller's thread publishing at once (`publish_now`), which only ever tries it.
+        self._pika = threading.Lock()
         self._running = False  # from start() until the thread's last act
 
     # -- the thread-safe surface -----------------------------------------------------------------------------------
@@ -88,8 +97,26 @@ class IOThread:
         return self._running
 
     def submit(self, *requests: Request) -> None:
-        """Hand requests to the I/O thread, in order, with one wake-up (any thread; never blocks)."""
+        """Hand requests to the I/O thread, in order, with one wake-up (any thread; never blocks). A lone publish
+        goes out at once from the calling thread when the way is clear (`publish_now`)."""
+        if len(requests) == 1 and isinstance(requests[0], Publish) and self.publish_now(requests[0]):
+            return
         self._funnel.submit(requests)
+
+    def publish_now(self, publish: Publish) -> bool:
+        """Publish on the calling thread, with no wake-up of the I/O thread, when that thread is waiting in epoll
+        (the pika lock is free), nothing submitted before is still queued, and the publisher side can publish at
+        once (`PublisherSide.publish_now`); False, and nothing done, otherwise. Never blocks: the lock is only tried.
+        """
+        if not self._pika.acquire(blocking=False):
+            return False
+        try:
+            return self._running and not len(self._funnel) and self.hub.publish_now(publish)
+        except Exception:  # pika refused before a byte went out (the channel closing, say): the I/O thread's way
+            logger.debug("A publish could not go out at once; it goes through the I/O thread", exc_info=True)
+            return False
+        finally:
+            self._pika.release()
 
     def take_ready(self, channel: str) -> Message | None:
         """A receive()'s message, taken on the caller's thread when its channel holds one that needs nothing more
@@ -138,11 +165,12 @@ class IOThread:
     # -- the thread ------------------------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        self._pika.acquire()  # the I/O thread's, but while it waits in epoll (`LockedWait`)
         try:
             self._wakes.install()
             self.hub.publisher.link.start()  # the consumer link starts on first need
             self.hub.reach.start()  # probes only while both links are ready
-            run_until_stopped(self._ioloop, lambda: self.hub.stopping)
+            run_until_stopped(self._ioloop, lambda: self.hub.stopping, self._let_go_while_waiting)
         except BaseException as exc:  # a bug: callbacks are guarded, and run_until_stopped forgives pika's races
             logger.exception("The channel layer's I/O thread stopped unexpectedly")
             self._death = RabbitmqLayerError(f"the channel layer's I/O thread stopped unexpectedly: {exc!r}")
@@ -150,6 +178,15 @@ class IOThread:
             self._wakes.uninstall()  # no more pika timers: answers from here on go out at once
             self._end(self._death)
             self._running = False
+            self._pika.release()
+
+    @guarded
+    def _let_go_while_waiting(self) -> None:
+        """Let go of the pika lock while pika's loop waits in epoll (its first pass, and after each restart)."""
+        poller = getattr(self._ioloop, "_poller", None)
+        epoll = getattr(poller, "_poll", None)
+        if epoll is not None and not isinstance(epoll, LockedWait):
+            poller._poll = LockedWait(epoll, self._pika)  # type: ignore[union-attr]
 
     def _end(self, death: BaseException) -> None:
         """The thread's last act: answer everyone still waiting, whatever they wait for."""
@@ -180,7 +217,26 @@ class IOThread:
         self._wakes.flush()
 
 
-def run_until_stopped(ioloop: IOLoop, stopping: Callable[[], bool]) -> None:
+class LockedWait:
+    """Stands in for pika's epoll object: the I/O thread lets go of the pika lock while it waits, and takes it
+    back before it runs anything, so a caller may publish in the meantime (`IOThread.publish_now`)."""
+
+    def __init__(self, epoll: Any, lock: threading.Lock) -> None:
+        self._epoll = epoll
+        self._lock = lock
+
+    def poll(self, timeout: float = -1) -> Any:
+        self._lock.release()
+        try:
+            return self._epoll.poll(timeout)
+        finally:
+            self._lock.acquire()
+
+    def __getattr__(self, name: str) -> Any:  # register, modify, unregister, close: pika's own use
+        return getattr(self._epoll, name)
+
+
+def run_until_stopped(ioloop: IOLoop, stopping: Callable[[], bool], on_start: Callable[[], None]) -> None:
     """Run pika's loop until the thread stops it, forgiving exceptions that escape pika's own callbacks.
 
     pika 1.4 raises out of its connection workflow when a TCP connection is reset between the connect and the
@@ -192,6 +248,7 @@ def run_until_stopped(ioloop: IOLoop, stopping: Callable[[], bool]) -> None:
     escapes: deque[float] = deque(maxlen=LOOP_ESCAPES_TOLERATED)
     while True:
         try:
+            ioloop.add_callback_threadsafe(on_start)
             ioloop.start()
             return
         except Exception as exc:

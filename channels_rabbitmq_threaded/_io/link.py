@@ -27,7 +27,8 @@ once.
 
 Rules
 -----
-* Everything here runs in the I/O thread; nothing is thread-safe, nothing blocks.
+* Everything here runs in the I/O thread, or on a caller's thread that holds the pika lock (`IOThread.publish_now`,
+  while the I/O thread waits in epoll); nothing is thread-safe by itself, nothing blocks.
 * Every callback given to pika goes through `guarded`: an exception is logged and never reaches pika (which would
   end `ioloop.start()` or tear the connection down).
 """
@@ -46,6 +47,7 @@ from typing import Any, Protocol, TypeVar
 
 import pika
 from pika.adapters.select_connection import IOLoop
+from pika.adapters.utils.io_services_utils import _AsyncPlaintextTransport  # type: ignore[attr-defined]
 from pika.exceptions import (
     AMQPConnectionError,
     AMQPHeartbeatTimeout,
@@ -320,6 +322,34 @@ class Link:
     @property
     def channel_open(self) -> bool:
         return self.channel is not None and self.channel.is_open
+
+    def send_at_once(self, frame: Callable[[], None]) -> None:
+        """Run `frame` (which frames methods on this link's connection) and put its bytes on the socket at once.
+
+        For a caller holding the pika lock (`IOThread.publish_now`): pika's own write only buffers the bytes and
+        waits for the I/O thread to wake for writability. When nothing is buffered ahead (and the connection is
+        plain TCP), the bytes go out here in one non-blocking send; whatever the socket does not take, or all of
+        it if the send fails, is handed to pika's transport as pika would have, so order and error handling stay
+        pika's.
+        """
+        connection = self.connection
+        transport = getattr(connection, "_transport", None)
+        if not isinstance(transport, _AsyncPlaintextTransport) or transport.get_write_buffer_size():
+            frame()
+            return
+        chunks: list[bytes] = []
+        connection._adapter_emit_data = chunks.append  # type: ignore[union-attr]
+        try:
+            frame()
+        finally:
+            del connection._adapter_emit_data  # type: ignore[union-attr]
+        data = b"".join(chunks)
+        try:
+            sent = transport._sock.send(data) if data else 0
+        except OSError:
+            sent = 0  # pika's writer meets the same error on the I/O thread, and handles it there
+        if sent < len(data):
+            connection._adapter_emit_data(data[sent:])  # type: ignore[union-attr]
 
     def step(self, callback: Callable[..., None]) -> Callable[..., None]:
         """Wrap the owner's next setup callback: it runs only if this link is still setting up the same channel.

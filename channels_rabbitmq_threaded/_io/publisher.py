@@ -27,7 +27,8 @@ with `ConfirmLost` if the block lasts `connect_timeout`. When a confirm is await
 connection that is ready and not blocked, the node cannot reach the queues it routed to (`ConfirmWatch`): the link
 reconnects to its next host and the publishes go out again there. At close, publishes already handed over may
 finish first, for at most `connect_timeout` (`stop_when_settled`). Everything here runs on the I/O thread, except
-`backlog()`.
+`backlog()`, and `publish_now`, which a caller's thread runs holding the pika lock (`IOThread.publish_now`): the
+I/O thread is then waiting in epoll and touches nothing here until it has the lock back.
 """
 
 from __future__ import annotations
@@ -187,6 +188,25 @@ class PublisherSide:
             request.exchange, request.routing_key, request.body, properties, mandatory=request.mandatory
         )
         self._confirms.add(request)
+
+    def publish_now(self, request: Publish) -> bool:
+        """Publish from a caller's thread that holds the pika lock (`IOThread.publish_now`), with its bytes put on
+        the socket at once, when nothing must come first; False, and nothing done, otherwise.
+
+        Nothing must come first when the link is ready (open, set up, not blocked by an alarm), no request waits
+        for it (parked), no confirm deadline runs (an alarm is ending), the side is not stopping, and the publish
+        needs no queue declare this channel has not had. Then it is the same publish `publish` makes: its confirm
+        is registered before the bytes go out, and the I/O thread settles it as any other.
+        """
+        link = self.link
+        if not link.ready or not link.channel_open or len(link.parked) or self._stopping:
+            return False
+        if self._confirm_deadline is not None:
+            return False
+        if request.declare is not None and request.declare[0] not in self._declared:
+            return False
+        link.send_at_once(lambda: self.publish(request))
+        return True
 
     @guarded
     def _on_declared(self, queue: str) -> None:
