@@ -7,8 +7,9 @@ bench does. Five points of the layer's own code are wrapped to note the time the
 
 | from             | to                                  | what happens between                              |
 |------------------|-------------------------------------|---------------------------------------------------|
-| `send()` called  | the I/O thread drains its requests  | validation, encoding, `submit`, the thread wake   |
-| drain            | `basic_publish` returned            | pika frames the message                           |
+| `send()` called  | the publish starts                  | validation, encoding, `submit`; the thread wake   |
+|                  |                                     | unless the caller publishes at once               |
+| start            | `basic_publish` returned            | pika frames the message                           |
 | published        | the confirm is read                 | the socket write, the broker, the socket read     |
 | confirm          | the answers of the pass are sent    | settling, `LoopWakes` at the end of the pass      |
 | answers sent     | `send()` returns on the caller loop | `call_soon_threadsafe`, the loop wakes, resumes   |
@@ -31,7 +32,7 @@ from channels_rabbitmq_threaded._bridge import handoffs
 from channels_rabbitmq_threaded._config import DEFAULT_HOST
 from channels_rabbitmq_threaded._io import io_thread, publisher
 
-POINTS = ("drain", "published", "confirm", "answers sent")
+POINTS = ("start", "published", "confirm", "answers sent")
 marks: dict[str, float] = {}
 
 
@@ -51,7 +52,8 @@ def noted(owner: Any, name: str, point: str, after: bool = False) -> None:
 
 
 async def main(host: str, count: int) -> None:
-    noted(io_thread.RequestFunnel, "_drain", "drain")
+    noted(io_thread.IOThread, "publish_now", "start")  # the caller publishes at once...
+    noted(io_thread.RequestFunnel, "_drain", "start")  # ...or the I/O thread drains its requests (the later mark)
     noted(publisher.PublisherSide, "publish", "published", after=True)
     noted(publisher.PublisherSide, "_on_confirm", "confirm")
     noted(handoffs.LoopWakes, "flush", "answers sent")
@@ -61,7 +63,7 @@ async def main(host: str, count: int) -> None:
     )
     channel = await receiver.new_channel()
     await sender.send(channel, {"type": "warm up"})
-    steps: dict[str, list[float]] = {name: [] for name in ("to drain", *(f"to {p}" for p in POINTS[1:]), "to return")}
+    steps: dict[str, list[float]] = {name: [] for name in ("to start", *(f"to {p}" for p in POINTS[1:]), "to return")}
     totals = []
     for n in range(count):
         marks.clear()
