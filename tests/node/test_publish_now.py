@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import threading
 import time
 
@@ -22,6 +23,7 @@ from ..support.private_node import PrivateNode
 
 SENDERS = 8  # four event loops and four plain threads
 PER_SENDER = 150
+PAUSE = 0.01  # at most, between two sends of one sender: the publisher is often idle, so callers publish at once
 FAULT_ROUNDS = 12  # a hang guard as much as a count: each round is a reset and, one round in two, an alarm
 
 
@@ -54,6 +56,7 @@ def test_callers_publishing_at_once_lose_nothing_confirmed_under_cuts_and_alarms
         def loop_sender(n: int) -> None:
             async def run() -> None:
                 for i in range(PER_SENDER):
+                    await asyncio.sleep(random.uniform(0, PAUSE))
                     try:
                         await sender.send(channel, {"type": "m", "sender": n, "i": i})
                         outcomes[n].append((i, "confirmed"))
@@ -64,6 +67,7 @@ def test_callers_publishing_at_once_lose_nothing_confirmed_under_cuts_and_alarms
 
         def thread_sender(n: int) -> None:
             for i in range(PER_SENDER):
+                time.sleep(random.uniform(0, PAUSE))
                 try:
                     sender.send_sync(channel, {"type": "m", "sender": n, "i": i})
                     outcomes[n].append((i, "confirmed"))
