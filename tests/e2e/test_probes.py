@@ -24,8 +24,10 @@ PROBES = {
     "bind_channels.py": ["--binds", "50", "1", "2"],
     "publish.py": ["--count", "20", "--runs", "1"],
     "bulk.py": ["--groups", "10", "--runs", "1"],
+    "crossings.py": ["--count", "20", "--rounds", "1"],
+    "wake_back.py": ["--rounds", "20", "--runs", "1"],
 }
-TAKES_NO_HOST = {"handoff.py"}
+TAKES_NO_HOST = {"handoff.py", "wake_back.py"}
 
 
 @pytest.mark.parametrize("probe", list(PROBES))
