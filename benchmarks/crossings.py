@@ -33,25 +33,23 @@ from typing import Any
 import pika
 from pika.adapters.select_connection import SelectConnection
 
+from channels_rabbitmq_threaded._io.io_thread import LockedWait
+
 QUEUE_ARGUMENTS = {"x-max-length": 1000, "x-overflow": "drop-head"}
 
 
-class CountingEpoll:
-    """Stands in for the poller's epoll object: lets go of the pika lock while it waits, and counts the returns."""
+class CountingEpoll(LockedWait):
+    """The layer's stand-in for pika's epoll object (it lets go of the pika lock while it waits), counting returns."""
 
-    def __init__(self, real: Any, lock: threading.Lock) -> None:
-        self._real, self._lock, self.returns = real, lock, 0
+    def __init__(self, epoll: Any, lock: threading.Lock) -> None:
+        super().__init__(epoll, lock)
+        self.returns = 0
 
     def poll(self, timeout: float = -1) -> Any:
-        self._lock.release()
         try:
-            return self._real.poll(timeout)
+            return super().poll(timeout)
         finally:
-            self._lock.acquire()
             self.returns += 1
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
 
 
 class Spike:

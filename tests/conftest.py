@@ -110,7 +110,7 @@ def launch_chromium(playwright: Any) -> Any:
 NODE_FIXTURES = {"tls_node", "amqp_node", "module_amqp_node", "cluster", "three_nodes", "netns_three"}
 
 
-TESTS = Path(__file__).resolve().parent
+TESTS = ROOT / "tests"
 # Each folder is a tier, and its tests carry its markers: `-m "not node and not slow"` is the fast suite (tox's
 # py310, py313 and python314), `-m unit` needs no broker at all.
 TIERS = {"unit": ("unit",), "broker": ("broker",), "node": ("broker", "node"), "e2e": ("broker", "slow")}

@@ -186,17 +186,20 @@ class Hub:
     # -- requests ----------------------------------------------------------------------------------------------------
 
     def _publish(self, request: Publish) -> None:
-        if request.declare is not None:
-            self._normal_queues.add(request.declare[0])
+        self._remember_normal_queue(request)
         self.publisher.publish(request)
 
     def publish_now(self, request: Publish) -> bool:
         """`_publish` on a caller's thread that holds the pika lock, when the publisher side can do it at once."""
         if self.stopping or not self.publisher.publish_now(request):
             return False
+        self._remember_normal_queue(request)
+        return True
+
+    def _remember_normal_queue(self, request: Publish) -> None:
+        """A send to a normal channel: its queue is one flush() purges."""
         if request.declare is not None:
             self._normal_queues.add(request.declare[0])
-        return True
 
     def _group_add(self, request: GroupAdd) -> None:
         first = self.routing.membership.add(request.group, request.channel, time.monotonic())
