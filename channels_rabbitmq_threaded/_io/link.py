@@ -47,7 +47,6 @@ from typing import Any, Protocol, TypeVar
 
 import pika
 from pika.adapters.select_connection import IOLoop
-from pika.adapters.utils.io_services_utils import _AsyncPlaintextTransport  # type: ignore[attr-defined]
 from pika.exceptions import (
     AMQPConnectionError,
     AMQPHeartbeatTimeout,
@@ -59,6 +58,7 @@ from pika.exceptions import (
 from .._bridge.requests import Publish, Request
 from .._config import Settings
 from ..errors import BrokerRefused, BrokerUnavailable, ConfirmLost, LayerClosed
+from . import writes
 from .inflight import Ending, InFlight
 from .logs import RepeatedWarning, guarded
 
@@ -326,30 +326,9 @@ class Link:
     def send_at_once(self, frame: Callable[[], None]) -> None:
         """Run `frame` (which frames methods on this link's connection) and put its bytes on the socket at once.
 
-        For a caller holding the pika lock (`IOThread.publish_now`): pika's own write only buffers the bytes and
-        waits for the I/O thread to wake for writability. When nothing is buffered ahead (and the connection is
-        plain TCP), the bytes go out here in one non-blocking send; whatever the socket does not take, or all of
-        it if the send fails, is handed to pika's transport as pika would have, so order and error handling stay
-        pika's.
+        For a caller holding the pika lock (`IOThread.publish_now`): see `writes.send_at_once`.
         """
-        connection = self.connection
-        transport = getattr(connection, "_transport", None)
-        if not isinstance(transport, _AsyncPlaintextTransport) or transport.get_write_buffer_size():
-            frame()
-            return
-        chunks: list[bytes] = []
-        connection._adapter_emit_data = chunks.append  # type: ignore[union-attr]
-        try:
-            frame()
-        finally:
-            del connection._adapter_emit_data  # type: ignore[union-attr]
-        data = b"".join(chunks)
-        try:
-            sent = transport._sock.send(data) if data else 0
-        except OSError:
-            sent = 0  # pika's writer meets the same error on the I/O thread, and handles it there
-        if sent < len(data):
-            connection._adapter_emit_data(data[sent:])  # type: ignore[union-attr]
+        writes.send_at_once(self.connection, frame)
 
     def step(self, callback: Callable[..., None]) -> Callable[..., None]:
         """Wrap the owner's next setup callback: it runs only if this link is still setting up the same channel.
@@ -434,6 +413,7 @@ class Link:
         heartbeat = connection.params.heartbeat  # the negotiated value, once the connection is open
         if isinstance(heartbeat, int) and heartbeat > 0:
             self._liveness = LivenessWatch(self._ioloop, connection, heartbeat)
+        writes.join_writes(connection)
         connection.add_on_connection_blocked_callback(self._on_blocked)
         connection.add_on_connection_unblocked_callback(self._on_unblocked)
         connection.channel(on_open_callback=self._on_channel_open)
