@@ -40,6 +40,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import pika.spec
+from pika.exceptions import ChannelWrongStateError
 from pika.exchange_type import ExchangeType
 
 from .._bridge.requests import Publish, Request
@@ -48,6 +49,8 @@ from .._routing.dedup import MessageIds
 from .._routing.inbox import DropReason
 from .._routing.names import RecentNames
 from ..errors import ConfirmLost
+from . import writes
+from .frames import publish_frames
 from .inflight import Waiting
 from .ledgers import DropLog, PendingConfirms, UnwaitedPublishes
 from .link import STOPPED, STOPPING, Link, Repeating, declare_exchange
@@ -92,7 +95,6 @@ class PublisherSide:
         self._declaring: dict[str, list[Publish]] = {}  # queue -> publishes waiting for its DeclareOk
         self._stopping = False
         self._ids = MessageIds()
-        self._properties = pika.BasicProperties()  # one for every publish: pika encodes it in basic_publish
         self.link.inflight.on_end(self._reset)
 
     def _reset(self) -> None:
@@ -182,11 +184,20 @@ class PublisherSide:
             return
         if not request.message_id:
             request.message_id = self._ids.next()
-        properties = self._properties
-        properties.message_id = request.message_id  # read once, by basic_publish, which frames the message now
-        self.link.channel.basic_publish(
-            request.exchange, request.routing_key, request.body, properties, mandatory=request.mandatory
+        channel = self.link.channel
+        if not channel.is_open:
+            raise ChannelWrongStateError("the publisher's channel is not open")  # as pika's basic_publish would
+        connection = channel.connection
+        data = publish_frames(
+            channel.channel_number,
+            request.exchange,
+            request.routing_key,
+            request.mandatory,
+            request.message_id,
+            request.body,
+            connection.params.frame_max,
         )
+        writes.emit(connection, data)
         self._confirms.add(request)
 
     def publish_now(self, request: Publish) -> bool:

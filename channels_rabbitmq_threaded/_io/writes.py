@@ -1,4 +1,4 @@
-"""How the layer's bytes leave for RabbitMQ: the two places where it reaches into pika's transport.
+"""How the layer's bytes leave for RabbitMQ: the places where it reaches into pika's connection and transport.
 
 Theory of operation
 -------------------
@@ -13,13 +13,15 @@ to the transport's own buffer and writer:
 * `send_at_once`: a caller that holds the pika lock (`IOThread.publish_now`) frames a publish and, when nothing is
   buffered ahead and the connection is plain TCP, puts its bytes on the socket in one non-blocking send instead of
   waiting for the I/O thread to wake for writability. Whatever the socket does not take goes to pika's buffer.
+* `emit`: the frames of a publish that `frames.publish_frames` marshalled go into pika's output as pika's own
+  framing would put them (its byte count, which its heartbeat checker reads, included).
 
 Rules
 -----
 * Runs in the I/O thread, or on a caller's thread that holds the pika lock; never blocks.
-* Relies on three attributes of pika 1.4's transports (`_tx_buffers`, `_produce`, `_sock`) and one of its
-  connections (`_adapter_emit_data`); every test that sends through the broker runs through them, and
-  `tests/broker/test_writes.py` counts the sends.
+* Relies on three attributes of pika 1.4's transports (`_tx_buffers`, `_produce`, `_sock`) and two of its
+  connections (`_adapter_emit_data`, `_output_marshaled_frames`); every test that sends through the broker runs
+  through them, and `tests/broker/test_writes.py` counts the sends.
 """
 
 from __future__ import annotations
@@ -82,3 +84,8 @@ def send_at_once(connection: Any, frame: Callable[[], None]) -> None:
         sent = 0  # pika's writer meets the same error on the I/O thread, and handles it there
     if sent < len(data):
         connection._adapter_emit_data(data[sent:])
+
+
+def emit(connection: Any, frames: bytes) -> None:
+    """Put `frames` (whole frames, marshalled) into the output of `connection`, as pika does with its own."""
+    connection._output_marshaled_frames((frames,))

@@ -10,6 +10,7 @@ once, a late answer of the broker must not answer it again, and the side must wo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import pika
@@ -77,8 +78,11 @@ class FakeChannel:
     def queue_declare(self, *args: Any, callback: Any = None, **kwargs: Any) -> None:
         self._record("queue_declare", callback)
 
-    def basic_publish(self, *args: Any, **kwargs: Any) -> None:
-        self._record("basic_publish")
+    channel_number: int = 1
+
+    @property
+    def connection(self) -> FakeConnection:
+        return FakeConnection(self)
 
     def basic_ack(self, tag: int) -> None:
         self.acks.append(tag)
@@ -87,6 +91,17 @@ class FakeChannel:
         """The broker's late answer to the last RPC called `name` (pika would drop it after a cut: we do not)."""
         callback = next(callback for rpc, callback in reversed(self.rpcs) if rpc == name)
         callback(None)
+
+
+@dataclass
+class FakeConnection:
+    """The publisher's connection, as `writes.emit` sees it: a publish's frames arrive here, recorded as one RPC."""
+
+    channel: FakeChannel
+    params: Any = field(default_factory=lambda: SimpleNamespace(frame_max=131072))
+
+    def _output_marshaled_frames(self, frames: Any) -> None:
+        self.channel.rpcs.append(("basic_publish", None))
 
 
 class FakeHub:
