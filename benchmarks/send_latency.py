@@ -9,7 +9,7 @@ bench does. Five points of the layer's own code are wrapped to note the time the
 |------------------|-------------------------------------|---------------------------------------------------|
 | `send()` called  | the publish starts                  | validation, encoding, `submit`; the thread wake   |
 |                  |                                     | unless the caller publishes at once               |
-| start            | `basic_publish` returned            | pika frames the message                           |
+| start            | the publish framed and sent         | `frames.publish_frames`, into pika's output       |
 | published        | the confirm is read                 | the socket write, the broker, the socket read     |
 | confirm          | the answers of the pass are sent    | settling, `LoopWakes` at the end of the pass      |
 | answers sent     | `send()` returns on the caller loop | `call_soon_threadsafe`, the loop wakes, resumes   |

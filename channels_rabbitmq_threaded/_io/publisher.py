@@ -18,7 +18,7 @@ bind nothing there. The caller is answered by that second publish; if it comes b
 the message is logged as a drop. A publish waits in `PendingConfirms` and the link's `InFlight`
 (`Waiting.CONFIRM`) until its ack (the caller is told True) or nack (False: a queue at its length limit; `_on_nack`
 logs the nacks no caller raises for). The first publish to a normal channel's queue on a channel waits for that
-queue's `DeclareOk` (`Waiting.DECLARE`): `basic_publish` would overtake a queued `queue_declare`. When the connection
+queue's `DeclareOk` (`Waiting.DECLARE`): the publish would overtake a queued `queue_declare`. When the connection
 ends, the link answers whatever is still registered (`inflight` has the table) and this side forgets its declared
 queues.
 
@@ -172,7 +172,7 @@ class PublisherSide:
 
     def publish(self, request: Publish) -> None:
         if request.declare is not None and request.declare[0] not in self._declared:
-            # basic_publish would overtake a queued queue_declare: wait for DeclareOk (once per queue and channel)
+            # the publish would overtake a queued queue_declare: wait for DeclareOk (once per queue and channel)
             queue, arguments = request.declare
             if queue not in self._declaring:
                 self._declaring[queue] = []
