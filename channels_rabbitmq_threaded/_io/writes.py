@@ -2,10 +2,10 @@
 
 Theory of operation
 -------------------
-pika 1.4 hands every frame to its transport as a separate chunk (a publish is three: method, header, body), and its
-writer sends the chunks one `send` each when the socket turns writable. A pass of the I/O thread that publishes 50
-messages thus makes 150 system calls, and as many TCP segments for the broker to read. Three functions here, each
-confined to pika's output, its transport's buffer and its writer:
+pika 1.4 hands every frame it marshals to its transport as a separate chunk (the layer's publishes go as one chunk
+each, `emit`), and its writer sends the chunks one `send` each when the socket turns writable. A pass of the I/O
+thread that publishes 50 messages would make 50 system calls, and as many TCP segments for the broker to read.
+Three functions here, each confined to pika's output, its transport's buffer and its writer:
 
 * `join_writes`: before pika's writer runs, the chunks waiting in the transport's buffer are joined into pieces of
   at most `JOIN_LIMIT` bytes (a chunk already that large stays as it is), so a pass's frames leave in one `send`.

@@ -1,7 +1,8 @@
 """The frames of one pass of the I/O thread leave for the broker in few sends, not one per frame.
 
-pika hands its transport each frame by itself (three per publish) and sends them one by one; `writes.join_writes`
-joins what waits in the transport's buffer first. A socket that counts its sends stands in under the transport.
+pika hands its transport each chunk by itself (a frame it marshals, or a publish the layer framed) and sends them
+one by one; `writes.join_writes` joins what waits in the transport's buffer first. A socket that counts its sends
+stands in under the transport.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def test_one_bulk_send_leaves_in_fewer_sends_than_messages(layer: RabbitmqChanne
         counting = count_sends(layer)
         await layer.send_many((channel, {"type": "m", "n": n}) for n in range(MESSAGES))
         received = [(await layer.receive(channel))["n"] for _ in range(MESSAGES)]
-        assert counting.sends < MESSAGES, f"{counting.sends} sends for {MESSAGES} messages (3 frames each)"
+        assert counting.sends < MESSAGES, f"{counting.sends} sends for {MESSAGES} messages (one chunk each)"
         return received
 
     assert asyncio.run(run()) == list(range(MESSAGES))
