@@ -3,7 +3,7 @@
     python benchmarks/crossings.py [--host URL] [--count 2000] [--rounds 3]
 
 One pika `SelectConnection` in an I/O thread of its own, confirm mode, publishing to an exclusive queue that drops
-its head past 1,000 messages, and one asyncio loop in the main thread that awaits one publish at a time, in two
+its head past 1,000 messages, and one asyncio loop in the main thread that awaits one publish at a time, in three
 ways, alternated round by round on the same connection:
 
 * `two crossings`, as the layer does today: the caller appends the publish to a deque and wakes the I/O thread
@@ -13,6 +13,9 @@ ways, alternated round by round on the same connection:
   while it waits in epoll), registers its future under the next delivery tag, has pika marshal the publish, and
   sends the bytes on the socket itself when pika's write buffer is empty (otherwise it leaves them to pika, behind
   what is buffered). The I/O thread only reads the confirm and wakes the caller's loop: one crossing.
+* `caller reads`: as `caller writes`, and the caller's loop also watches the socket while it waits
+  (`add_reader`); whichever thread wakes first and gets the lock reads the confirm, so when the caller's loop wins,
+  no crossing is left. The I/O thread still watches the same socket and wakes for the same bytes.
 
 Reported per mode: awaited publishes per second, the latency p50 and p99, the I/O thread's returns from epoll per
 publish (its wake-ups), and the process's CPU per publish. Both modes keep the order of publishes and settle every
@@ -96,7 +99,11 @@ class Spike:
         tags = [t for t in self.pending if t <= tag] if multiple else [tag]
         for t in tags:
             future = self.pending.pop(t)
-            future.get_loop().call_soon_threadsafe(_settle, future)
+            loop = future.get_loop()
+            if loop._thread_id == threading.get_ident():  # type: ignore[attr-defined]  # read on the caller's loop
+                _settle(future)
+            else:
+                loop.call_soon_threadsafe(_settle, future)
 
     def _drain(self) -> None:
         while self.requests:
@@ -111,6 +118,27 @@ class Spike:
         self.requests.append(future)
         self.connection.ioloop.add_callback_threadsafe(self._drain)
         await future
+
+    async def publish_and_read_on_the_caller(self) -> None:
+        """`caller writes`, and the caller's loop watches the socket too while it waits: whichever thread wakes first
+        and gets the lock reads the confirm (the I/O thread's epoll and the loop's selector both see it readable)."""
+        loop = asyncio.get_running_loop()
+        transport = self.connection._transport  # type: ignore[attr-defined]
+        fd = transport._sock.fileno()
+        loop.add_reader(fd, self._read_on_the_caller, loop, fd, transport)
+        try:
+            await self.publish_from_the_caller()
+        finally:
+            loop.remove_reader(fd)
+
+    def _read_on_the_caller(self, loop: asyncio.AbstractEventLoop, fd: int, transport: Any) -> None:
+        if not self.lock.acquire(blocking=False):
+            loop.remove_reader(fd)  # the I/O thread is at it: it wakes the caller as before
+            return
+        try:
+            transport._on_socket_readable()
+        finally:
+            self.lock.release()
 
     async def publish_from_the_caller(self) -> None:
         future = asyncio.get_running_loop().create_future()
@@ -145,7 +173,11 @@ def _settle(future: asyncio.Future[None]) -> None:
 
 
 async def measure(spike: Spike, mode: str, count: int) -> dict[str, float]:
-    publish = spike.publish_through_the_thread if mode == "two crossings" else spike.publish_from_the_caller
+    publish = {
+        "two crossings": spike.publish_through_the_thread,
+        "caller writes": spike.publish_from_the_caller,
+        "caller reads": spike.publish_and_read_on_the_caller,
+    }[mode]
     for _ in range(100):  # warm up
         await publish()
     assert spike.epoll is not None
@@ -173,7 +205,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     spike = Spike(args.host)
-    results: dict[str, list[dict[str, float]]] = {"two crossings": [], "caller writes": []}
+    results: dict[str, list[dict[str, float]]] = {"two crossings": [], "caller writes": [], "caller reads": []}
     try:
         for _ in range(args.rounds):
             for mode in results:

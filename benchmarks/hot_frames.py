@@ -7,7 +7,8 @@ A spike, not part of the layer. For the frames the layer sends and receives per 
 * framing a publish as pika's `Connection._send_message` does (method, header and body frames, each marshalled),
   against a struct-based encoder with the exchange's part cached; the two must give the same bytes;
 * parsing a delivery (basic.deliver, its content header, its body) with pika's `frame.decode_frame`, against a
-  struct-based parser; both must find the same tag, routing key, message id and body.
+  struct-based parser; both must find the same tag, routing key, message id and body; and the layer's own parser
+  (`frames.read_delivery`, which checks more: the channel, every frame's end, the body's size).
 
 It prints microseconds per message (medians of the runs). Set them beside the layer's CPU per message (the bench's
 cpu scenario, sender and receiver) to see the bound of what a codec could save: pika's dispatch of the frames to
@@ -23,6 +24,8 @@ import time
 from collections.abc import Callable
 
 from pika import frame, spec
+
+from channels_rabbitmq_threaded._io.frames import read_delivery
 
 BODY = b"\x82\xa4type\xacbench.message\xa1n\x00" + b"x" * 100
 EXCHANGE = "channels_rabbitmq_threaded.direct"
@@ -124,13 +127,14 @@ def main() -> None:
         "publish, struct": struct_publish_frames,
         "delivery, pika's decode_frame": lambda: pika_parse(data),
         "delivery, struct": lambda: struct_parse(data),
+        "delivery, frames.read_delivery": lambda: read_delivery(data, 0, CHANNEL),
     }
     timings: dict[str, list[float]] = {label: [] for label in cases}
     for _ in range(args.runs):
         for label, function in cases.items():
             timings[label].append(per_call(function, args.rounds))
     for label, values in timings.items():
-        print(f"{label:32} {statistics.median(values):6.2f} us per message")
+        print(f"{label:34} {statistics.median(values):6.2f} us per message")
 
 
 if __name__ == "__main__":

@@ -119,6 +119,7 @@ class RabbitmqChannelLayer(BaseChannelLayer):
         self._calls = CallStats()
         self._bulk = BulkSender(self._send_request, self._group_send_request, self._submit, self._calls)
         self._receivable = RecentNames()  # names receive() has checked already (a receiver calls it in a loop)
+        self._sendable = RecentNames()  # names send() has checked already
         _all_layers.add(self)
 
     @property
@@ -173,7 +174,9 @@ class RabbitmqChannelLayer(BaseChannelLayer):
             raise ChannelFull(channel)
 
     def _send_request(self, channel: str, message: dict[str, Any]) -> Publish:
-        self.require_valid_channel_name(channel)
+        if type(channel) is not str or channel not in self._sendable:
+            self.require_valid_channel_name(channel)
+            self._sendable.add(channel)
         body = self._encode(message, Recipient(is_group=False, name=channel))
         if is_process_specific(channel):  # process-specific: to the address of the process named in it
             exchange = self.settings.direct_exchange

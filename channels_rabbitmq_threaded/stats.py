@@ -29,8 +29,7 @@ from __future__ import annotations
 import bisect
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -62,6 +61,26 @@ def outcome_of(answer: Any) -> str:
     return "refused" if answer is False else "confirmed"
 
 
+class Timing:
+    """One call timed by `CallStats.timing`, from `with` to its end (a class: cheaper than a generator per call)."""
+
+    __slots__ = ("_answers", "_call", "_started", "_stats")
+
+    def __init__(self, stats: CallStats, call: str) -> None:
+        self._stats = stats
+        self._call = call
+        self._answers: list[Any] = []
+        self._started = 0.0
+
+    def __enter__(self) -> list[Any]:
+        self._started = time.perf_counter()
+        return self._answers
+
+    def __exit__(self, *_exc: object) -> None:
+        outcome = outcome_of(self._answers[0]) if self._answers else "failed"
+        self._stats._record(self._call, outcome, time.perf_counter() - self._started)
+
+
 class CallStats:
     """Counts and times the send and group_send calls that reached the I/O thread. Any thread."""
 
@@ -71,17 +90,10 @@ class CallStats:
         self._buckets = {call: [0] * (len(BUCKETS) + 1) for call in CALLS}
         self._sums = dict.fromkeys(CALLS, 0.0)
 
-    @contextmanager
-    def timing(self, call: str) -> Iterator[list[Any]]:
-        """Time one call; the caller appends the I/O thread's answer (True: confirmed, False: refused) to the yielded
-        list. No answer (the call raised) counts as failed."""
-        answers: list[Any] = []
-        started = time.perf_counter()
-        try:
-            yield answers
-        finally:
-            outcome = outcome_of(answers[0]) if answers else "failed"
-            self._record(call, outcome, time.perf_counter() - started)
+    def timing(self, call: str) -> Timing:
+        """Time one call (`with stats.timing(call) as answers:`); the caller appends the I/O thread's answer (True:
+        confirmed, False: refused) to the list it gets. No answer (the call raised) counts as failed."""
+        return Timing(self, call)
 
     def record_batch(self, call: str, answers: list[Any], seconds: float) -> None:
         """A bulk call's items: each counted by its outcome, each with the batch's duration."""

@@ -22,6 +22,7 @@ from channels.layers import channel_layers
 
 from channels_rabbitmq_threaded import RabbitmqChannelLayer, RabbitmqLayerError
 from channels_rabbitmq_threaded._io.link import Link
+from channels_rabbitmq_threaded._io.reads import DeliveryReader
 
 from .support.leftovers import remove_prefixed
 from .support.netns_cluster import NamespacedCluster, netns_cluster
@@ -43,6 +44,16 @@ def links(layer: RabbitmqChannelLayer) -> Links:
     io_thread = layer._io_thread
     assert io_thread is not None, "the layer has not started its I/O thread yet"
     return Links(*io_thread.hub.links())
+
+
+def delivery_reader(layer: RabbitmqChannelLayer) -> DeliveryReader:
+    """The reader of the consumer connection's input (the layer must be consuming), for tests that count what it
+    read."""
+    io_thread = layer._io_thread
+    assert io_thread is not None, "the layer has not started its I/O thread yet"
+    reader = io_thread.hub.consumer.reader
+    assert reader is not None, "the layer is not consuming"
+    return reader
 
 
 def in_plain_thread(function: Any) -> Any:

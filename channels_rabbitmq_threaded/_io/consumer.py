@@ -16,8 +16,9 @@ declares a queue. Its setup, one RPC per step, each answer wrapped by `Link.step
 6. `queue.bind` to the direct exchange by the process's address -> `_on_address_bound`;
 7. `queue.bind` of every group that still has a local member (after a reconnect) -> `_on_rebound`, once per group;
 8. `basic.qos` (`prefetch_count`) -> `_on_qos_set`;
-9. `basic.consume` of the queue -> `_on_consuming`: the link is ready; consumers of the normal channels that
-   receivers wait on start again; queues left behind on nodes that were down are deleted once they are back.
+9. `basic.consume` of the queue (its deliveries read before pika parses them, `reads.DeliveryReader`) ->
+   `_on_consuming`: the link is ready; consumers of the normal channels that receivers wait on start again; queues
+   left behind on nodes that were down are deleted once they are back.
 
 A queue lost while the process lives (deleted: RabbitMQ cancels the consumer, `_on_cancelled`; its node down: a
 404 closes the channel, `_on_channel_closed`) is declared again by the next connection's setup, under a new name
@@ -57,6 +58,7 @@ from .ledgers import DropLog
 from .link import Link, declare_exchange
 from .logs import guarded
 from .process_queue import ProcessQueue, queue_unavailable
+from .reads import DeliveryReader
 
 BIND_CHANNELS = 4  # channels of the consumer connection that binds and unbinds are spread over
 
@@ -96,6 +98,7 @@ class ConsumerSide:
         self._rebinds_left = 0
         self._unacknowledged_at_loss = 0
         self._closing = False  # close() is unbinding before it stops the link
+        self.reader: DeliveryReader | None = None  # reads the deliveries of the connection that consumes now
         self.link.inflight.on_end(self._reset)
 
     def bookkeeping(self) -> dict[str, int]:
@@ -187,10 +190,14 @@ class ConsumerSide:
 
     @guarded
     def _on_qos_set(self, _frame: Any) -> None:
-        """Step 9: consume the queue."""
-        self.deliveries.own_tag = self.link.channel.basic_consume(
+        """Step 9: consume the queue; its deliveries are read before pika parses them (`reads.DeliveryReader`)."""
+        channel = self.link.channel
+        tag = channel.basic_consume(
             self.queue.name, self.deliveries.on_delivery, callback=self.link.step(self._on_consuming)
         )
+        self.deliveries.own_tag = tag
+        self.reader = DeliveryReader(self.link.connection, self.deliveries.take)
+        self.reader.consuming(channel.channel_number, tag)
 
     @guarded
     def _on_consuming(self, _frame: Any) -> None:
@@ -288,7 +295,7 @@ class ConsumerSide:
         """flush(): purge the normal-channel queues used and then this process's queue; answer after its PurgeOk.
 
         RabbitMQ sends a channel's methods in order: every delivery before the last PurgeOk left the queue before the
-        purge, so until then deliveries are dropped (`Deliveries.on_delivery`).
+        purge, so until then deliveries are dropped (`Deliveries.take`).
         """
         self.deliveries.purges_in_flight += 1
         self.link.inflight.add(Waiting.PURGE, request)

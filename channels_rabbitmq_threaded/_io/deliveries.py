@@ -2,8 +2,9 @@
 
 Theory of operation
 -------------------
-Every delivery, from the process's queue or from a normal channel's, goes through `Deliveries.on_delivery`, which
-decides its fate in this order:
+Every delivery, from the process's queue or from a normal channel's, goes through `Deliveries.take`, which decides
+its fate in this order (pika's consumer callback, `on_delivery`, passes on the deliveries pika parses; the process's
+own are mostly read before pika parses them, `reads.DeliveryReader`, and reach `take` from there):
 
 | the delivery | its fate |
 |---|---|
@@ -19,7 +20,9 @@ competing workers share it and nothing piles up in a process that stopped readin
 
 Acks go through `ledgers.PendingAcks`: those decided during one pass of the I/O loop go out at its end, the oldest
 settled run of deliveries as one `basic.ack(multiple=True)`; a delivery held back by `local_capacity` stays
-unacknowledged, and those behind it are acknowledged singly. When the connection ends, RabbitMQ requeues what it
+unacknowledged, and those behind it are acknowledged singly. Each ack is framed by `frames.ack_frame` and put on
+the socket at once when nothing waits ahead of it (`writes.send_at_once`), not left for pika's writer to send when
+the socket turns writable. When the connection ends, RabbitMQ requeues what it
 had not seen acknowledged: `connection_ended` forgets those deliveries (and their ids in the window). Everything
 here runs on the I/O thread.
 """
@@ -35,6 +38,8 @@ from .._config import Settings
 from .._routing.dedup import DeliveryWindow
 from .._routing.envelope import FLUSH_GROUP, REACH_GROUP, MalformedBody, Recipient, decode
 from .._routing.inbox import DropReason
+from . import writes
+from .frames import ack_frame
 from .ledgers import DropLog, PendingAcks
 from .link import Link
 from .logs import guarded
@@ -96,18 +101,25 @@ class Deliveries:
 
     def _send_ack(self, tag: int, multiple: bool) -> None:
         if self._link.channel_open:  # else RabbitMQ requeued it with the channel, and `connection_ended` forgot it
-            self._link.channel.basic_ack(tag, multiple=multiple)
+            connection = self._link.connection
+            data = ack_frame(self._link.channel.channel_number, tag, multiple)
+            writes.send_at_once(connection, lambda: writes.emit(connection, data))
+
+    def on_delivery(self, channel: Any, method: pika.spec.Basic.Deliver, props: Any, body: bytes) -> None:
+        """pika's consumer callback: a delivery pika parsed (`reads.DeliveryReader` reads most of them itself)."""
+        self.take(channel, method.delivery_tag, method.consumer_tag, props.message_id, body)  # type: ignore[arg-type]
 
     @guarded
-    def on_delivery(self, channel: Any, method: pika.spec.Basic.Deliver, props: Any, body: bytes) -> None:
-        tag: int = method.delivery_tag  # type: ignore[assignment]
+    def take(self, channel: Any, tag: int, consumer_tag: str, message_id: str | None, body: bytes) -> None:
+        """A delivery on `channel` (pika's), from the consumer `consumer_tag`: its fate, by the table above."""
         self.received += 1
         self._acks.delivered(tag)
         if self.purges_in_flight:
             self._acks.ack(tag)  # sent before a flush's purge: flush() promises it is never delivered
             return
-        normal = method.consumer_tag != self.own_tag  # from a normal channel's queue
-        message_id = self.normal.copy_key(method, props.message_id) if normal else props.message_id
+        normal = consumer_tag != self.own_tag  # from a normal channel's queue
+        if normal:
+            message_id = self.normal.copy_key(consumer_tag, message_id)
         if self.window.is_copy(message_id):  # redelivered after a cut, or re-published: logged, dropped
             self._acks.ack(tag)
             return
@@ -124,7 +136,7 @@ class Deliveries:
                 self._hub.flushed_by(message.get("from"))
             return  # a reach probe (`reach.py`) has done its work by arriving
         if normal:
-            accepted = self._accept_normal_delivery(channel, method, recipient, len(body))
+            accepted = self._accept_normal_delivery(channel, tag, consumer_tag, recipient, len(body))
             if accepted is None:
                 self.window.not_kept(message_id)
                 return
@@ -135,12 +147,11 @@ class Deliveries:
             self.normal.stop_idle()
 
     def _accept_normal_delivery(
-        self, channel: Any, method: pika.spec.Basic.Deliver, recipient: Recipient, size: int
+        self, channel: Any, tag: int, consumer_tag: str, recipient: Recipient, size: int
     ) -> Recipient | None:
         """A delivery from a normal channel's queue: the recipient to route it to (the queue's channel: a group
         message came through a binding of `normal_groups.py`), or None when it was dropped or requeued."""
-        tag: int = method.delivery_tag  # type: ignore[assignment]
-        queue_channel = self.normal.channel_of(method.consumer_tag)  # type: ignore[arg-type]
+        queue_channel = self.normal.channel_of(consumer_tag)
         if queue_channel is None or (recipient.name != queue_channel and not recipient.is_group):
             detail = f"a {size}-byte message for {recipient.name!r} was in the queue of {queue_channel!r}"
             self._drops.log(DropReason.WRONG_QUEUE, detail)
@@ -196,10 +207,10 @@ class NormalConsumers:
             if consumer == consumer_tag:
                 del self._consumers[channel]
 
-    def copy_key(self, method: pika.spec.Basic.Deliver, message_id: str | None) -> str | None:
+    def copy_key(self, consumer_tag: str, message_id: str | None) -> str | None:
         """The id a delivery from a normal channel's queue is known by in the `DeliveryWindow`: a group message may
         reach this process twice, in its own queue and in a normal channel's, and both copies are to be received."""
-        return f"{message_id} {self.channel_of(method.consumer_tag)}" if message_id else None  # type: ignore[arg-type]
+        return f"{message_id} {self.channel_of(consumer_tag)}" if message_id else None
 
     def channel_of(self, consumer_tag: str) -> str | None:
         return next((name for name, consumer in self._consumers.items() if consumer == consumer_tag), None)

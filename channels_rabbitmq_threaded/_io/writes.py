@@ -10,9 +10,10 @@ Three functions here, each confined to pika's output, its transport's buffer and
 * `join_writes`: before pika's writer runs, the chunks waiting in the transport's buffer are joined into pieces of
   at most `JOIN_LIMIT` bytes (a chunk already that large stays as it is), so a pass's frames leave in one `send`.
   The buffer keeps its order and its byte count; everything else (partial sends, errors, TLS) stays pika's.
-* `send_at_once`: a caller that holds the pika lock (`IOThread.publish_now`) frames a publish and, when nothing is
-  buffered ahead and the connection is plain TCP, puts its bytes on the socket in one non-blocking send instead of
-  waiting for the I/O thread to wake for writability. Whatever the socket does not take goes to pika's buffer.
+* `send_at_once`: a caller that holds the pika lock (`IOThread.publish_now`) frames a publish, or the I/O thread
+  frames the acks of a pass (`Deliveries`), and, when nothing is buffered ahead and the connection is plain TCP,
+  puts the bytes on the socket in one non-blocking send instead of waiting for the I/O thread to wake for
+  writability. Whatever the socket does not take goes to pika's buffer.
 * `emit`: the frames of a publish that `frames.publish_frames` marshalled go into pika's output as pika's own
   framing would put them (its byte count, which its heartbeat checker reads, included).
 

@@ -1,4 +1,5 @@
-"""`frames.publish_frames` gives the bytes pika's own framing gives, for any publish the layer can make.
+"""`frames.publish_frames` and `frames.ack_frame` give the bytes pika's own framing gives, for any publish or ack the
+layer can make.
 
 Random exchanges, routing keys (non-ASCII included), message ids, bodies (empty, small, and larger than the frame
 size, so split), channel numbers and frame sizes, each compared with what pika's `Connection._send_message` would
@@ -13,7 +14,7 @@ import random
 import pytest
 from pika import frame, spec
 
-from channels_rabbitmq_threaded._io.frames import publish_frames
+from channels_rabbitmq_threaded._io.frames import ack_frame, publish_frames
 
 ALPHABET = "abcxyz09.-_!é€"
 
@@ -57,3 +58,11 @@ def test_a_name_over_255_bytes_is_a_value_error(field: str) -> None:
     names[field] = "é" * 128  # 256 bytes in UTF-8
     with pytest.raises(ValueError, match="at most 255"):
         publish_frames(1, names["exchange"], names["routing key"], True, names["message id"], b"body", 131072)
+
+
+def test_ack_frames_are_byte_for_byte_pikas() -> None:
+    rng = random.Random(80)
+    for _ in range(1_000):
+        channel, tag, multiple = rng.randrange(1, 65536), rng.randrange(1, 2**64), rng.random() < 0.5
+        pikas = frame.Method(channel, spec.Basic.Ack(delivery_tag=tag, multiple=multiple)).marshal()
+        assert ack_frame(channel, tag, multiple) == pikas, (channel, tag, multiple)
