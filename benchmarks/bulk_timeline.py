@@ -6,7 +6,7 @@ one message per group, R times. Three points of the layer's code are wrapped to 
 `time.perf_counter`, shared by every thread):
 
 * prepare: from the call to the hand-off of all N publishes (validation and encoding, on the caller's thread);
-* publishing: from the first `basic_publish` to the last (pika frames each message, on the I/O thread);
+* publishing: from the first publish to the last (the layer frames each message, on the I/O thread);
 * confirms: from the last publish to the last publisher confirm (RabbitMQ routes and enqueues, confirms in batches);
 * answer: from the last confirm to the call's return.
 """
