@@ -17,6 +17,7 @@ import importlib
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 HOST = "amqp://guest:guest@127.0.0.1:5672/%2F"
@@ -49,6 +50,8 @@ asyncio.run({"receive": receive, "send": send}[sys.argv[2]](int(sys.argv[3])))
 
 
 def layer_class(path: str) -> Any:
+    """The class at `path`; the repository's root is on the path, so `benchmarks.<module>.<Class>` imports too."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     module, _, name = path.rpartition(".")
     return getattr(importlib.import_module(module), name)
 

@@ -22,7 +22,7 @@ from channels.layers import channel_layers
 
 from channels_rabbitmq_threaded import RabbitmqChannelLayer, RabbitmqLayerError
 from channels_rabbitmq_threaded._io.link import Link
-from channels_rabbitmq_threaded._io.reads import DeliveryReader
+from channels_rabbitmq_threaded._io.reads import ConfirmReader, DeliveryReader
 
 from .support.leftovers import remove_prefixed
 from .support.netns_cluster import NamespacedCluster, netns_cluster
@@ -53,6 +53,16 @@ def delivery_reader(layer: RabbitmqChannelLayer) -> DeliveryReader:
     assert io_thread is not None, "the layer has not started its I/O thread yet"
     reader = io_thread.hub.consumer.reader
     assert reader is not None, "the layer is not consuming"
+    return reader
+
+
+def confirm_reader(layer: RabbitmqChannelLayer) -> ConfirmReader:
+    """The reader of the publisher connection's input (the layer must have published), for tests that count what it
+    read."""
+    io_thread = layer._io_thread
+    assert io_thread is not None, "the layer has not started its I/O thread yet"
+    reader = io_thread.hub.publisher.reader
+    assert reader is not None, "the publisher's channel is not in confirm mode yet"
     return reader
 
 

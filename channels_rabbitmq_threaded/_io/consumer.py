@@ -94,7 +94,7 @@ class ConsumerSide:
         self.queue = ProcessQueue(queue_name, ioloop)  # the address, the queue bound to it now, queues left behind
         self.bindings = GroupBindings(settings, ioloop, self.link, self.queue)
         self.deliveries = Deliveries(settings, ioloop, self.link, self.queue, hub, drops)
-        self._ready: Callable[[], None] = lambda: None  # the link's `done`, kept by `_setup` for the last step
+        self._ready: Callable[[], None] = lambda: None  # the link's `done`, kept by `setup` for the last step
         self._rebinds_left = 0
         self._unacknowledged_at_loss = 0
         self._closing = False  # close() is unbinding before it stops the link

@@ -1,5 +1,5 @@
-"""The hot frames: a publish's and an ack's, marshalled here, and a delivery's, parsed here, rather than by pika's
-general-purpose path.
+"""The hot frames: a publish's and an ack's, marshalled here, and a delivery's and a confirm's, parsed here, rather
+than by pika's general-purpose path.
 
 Theory of operation
 -------------------
@@ -15,12 +15,14 @@ lie in a buffer from a given offset, on a given channel, with no property but `m
 messages. It says when such a delivery is not all in the buffer yet (`Unread.NOT_WHOLE`, the reader may wait for
 the rest); anything else (a frame of another kind or channel, other properties, a name that is not UTF-8, a
 malformed frame: `Unread.OTHER`) is not read here but left to pika, frame by frame, which then parses it or raises
-as it always did. `tests/unit/test_reads.py` checks the fields against pika's parser on random streams.
+as it always did. `read_confirm` reads a publisher confirm (`basic.ack` or `basic.nack`) on a given channel the same
+way. `tests/unit/test_reads.py` checks the fields against pika's parser on random streams.
 
 Rules
 -----
 * Pure: no I/O and no pika. What `publish_frames` and `ack_frame` return goes out through `writes.emit`, on the
-  thread that holds the pika lock; `read_delivery` is called by `reads.DeliveryReader`, on the I/O thread.
+  thread that holds the pika lock; `read_delivery` and `read_confirm` are called by the readers of `reads.py`, on
+  the I/O thread.
 * Names longer than AMQP's short strings allow raise `ValueError` here, before a byte is framed.
 """
 
@@ -40,13 +42,15 @@ BASIC_CLASS = 60
 PUBLISH_METHOD = 40
 DELIVER_METHOD = 60
 ACK_METHOD = 80
+NACK_METHOD = 120
 MESSAGE_ID_FLAG = 0x0080  # the content header's property flags: message_id is the ninth property of basic
 
 _frame_head = struct.Struct(">BHI")
 _content_head = struct.Struct(">HHQH")
 _method_frame_head = struct.Struct(">BHIHH")  # a method frame's head, then the method's class and id
 _delivery_tag = struct.Struct(">Q")
-_ack = struct.Struct(">BHIHHQB")  # the frame's head, the method's class and id, the tag, `multiple`
+_ack = struct.Struct(">BHIHHQB")  # the frame's head, the method's class and id, the tag, `multiple` (and `requeue`)
+ACK_FRAME_SIZE = _ack.size + 1  # with the end marker
 END_BYTE = FRAME_END[0]
 
 
@@ -89,7 +93,7 @@ def publish_frames(
 
 def ack_frame(channel: int, delivery_tag: int, multiple: bool) -> bytes:
     """The bytes of one `basic.ack` on `channel`: of `delivery_tag`, and of every one before it if `multiple`."""
-    return _ack.pack(FRAME_METHOD, channel, 13, BASIC_CLASS, ACK_METHOD, delivery_tag, multiple) + FRAME_END
+    return _ack.pack(FRAME_METHOD, channel, _ack.size - 7, BASIC_CLASS, ACK_METHOD, delivery_tag, multiple) + FRAME_END
 
 
 class Delivery(NamedTuple):
@@ -108,6 +112,15 @@ class Unread(Enum):
 
     OTHER = "not a delivery the layer reads: pika parses it"
     NOT_WHOLE = "a delivery the layer reads, so far, whose frames are not all in the buffer yet"
+
+
+class Confirm(NamedTuple):
+    """A publisher confirm the layer reads (`basic.ack` or `basic.nack`), and where its frame ends in the buffer."""
+
+    end: int
+    delivery_tag: int
+    multiple: bool
+    acked: bool  # basic.ack; False: basic.nack
 
 
 _NOT_WHOLE = -2
@@ -140,6 +153,19 @@ def read_delivery(buffer: bytes, start: int, channel: int) -> Delivery | Unread:
         return _read_delivery(buffer, start, channel)
     except (UnicodeDecodeError, IndexError, struct.error):
         return Unread.OTHER  # not UTF-8, or a frame that claims more than it holds: pika's parser says what it is
+
+
+def read_confirm(buffer: bytes, start: int, channel: int) -> Confirm | None:
+    """The confirm whose frame starts at `start` in `buffer`, if a whole `basic.ack` or `basic.nack` on `channel`
+    lies there; None for anything else, which pika then parses."""
+    if len(buffer) - start < ACK_FRAME_SIZE:
+        return None
+    kind, frame_channel, size, class_id, method_id, tag, bits = _ack.unpack_from(buffer, start)
+    if kind != FRAME_METHOD or frame_channel != channel or size != _ack.size - 7 or class_id != BASIC_CLASS:
+        return None
+    if method_id not in (ACK_METHOD, NACK_METHOD) or buffer[start + _ack.size] != END_BYTE:
+        return None
+    return Confirm(start + ACK_FRAME_SIZE, tag, bool(bits & 1), method_id == ACK_METHOD)
 
 
 def _read_delivery(buffer: bytes, start: int, channel: int) -> Delivery | Unread:

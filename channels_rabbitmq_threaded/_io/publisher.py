@@ -6,7 +6,8 @@ Theory of operation
 connections that publish, stops only publishing. It connects when the I/O thread starts. Its setup, one RPC per
 step, each answer wrapped by `Link.step`:
 
-1. `_setup`: `confirm.select` (publisher confirms; delivery tags restart at 1) -> `_on_confirm_mode`;
+1. `setup`: `confirm.select` (publisher confirms; delivery tags restart at 1) -> `_on_confirm_mode`, from which
+   the confirms are read before pika parses them (`reads.ConfirmReader`);
 2. `exchange.declare` of the groups exchange -> `_on_exchange_declared`;
 3. `exchange.declare` of the direct exchange -> `_on_direct_exchange_declared`: the link is ready.
 
@@ -55,6 +56,7 @@ from .inflight import Waiting
 from .ledgers import DropLog, PendingConfirms, UnwaitedPublishes
 from .link import STOPPED, STOPPING, Link, Repeating, declare_exchange
 from .logs import guarded
+from .reads import ConfirmReader
 
 logger = logging.getLogger("channels_rabbitmq_threaded.publisher")  # a public name: operations.md
 
@@ -87,13 +89,14 @@ class PublisherSide:
         self._drops = drops
         self._unwaited = unwaited  # the reply of every publish nobody waits for (wait_for_confirms=False)
         self.link = Link("publisher", settings, ioloop, f"channels_rabbitmq_threaded {queue_name} publisher", self)
-        self._ready: Callable[[], None] = lambda: None  # the link's `done`, kept by `_setup` for the last step
+        self._ready: Callable[[], None] = lambda: None  # the link's `done`, kept by `setup` for the last step
         self._confirms = PendingConfirms(self.link.inflight, self._on_nack)
         self.confirm_watch = ConfirmWatch(ioloop, self.link, self._confirms, settings.connect_timeout)
         self._confirm_deadline: Any = None  # timer failing publishes stuck behind a blocked connection
         self._declared = RecentNames()  # normal-channel queues declared on the current channel (lately)
         self._declaring: dict[str, list[Publish]] = {}  # queue -> publishes waiting for its DeclareOk
         self._stopping = False
+        self.reader: ConfirmReader | None = None  # reads the confirms of the connection that publishes now
         self._ids = MessageIds()
         self.link.inflight.on_end(self._reset)
 
@@ -120,8 +123,11 @@ class PublisherSide:
 
     @guarded
     def _on_confirm_mode(self, _frame: Any) -> None:
-        """Step 2: declare the groups exchange (group_send to a group nobody joined yet must not fail)."""
+        """Step 2: declare the groups exchange (group_send to a group nobody joined yet must not fail); the confirms
+        are read before pika parses them from now on (`reads.ConfirmReader`)."""
         self._confirms.reset()
+        self.reader = ConfirmReader(self.link.connection, self.confirmed)
+        self.reader.confirming(self.link.channel.channel_number)
         declare_exchange(self.link, self.settings.groups_exchange, ExchangeType.direct, self._on_exchange_declared)
 
     @guarded
@@ -228,10 +234,15 @@ class PublisherSide:
             if self.link.inflight.settle(request):
                 self.publish(request)
 
-    @guarded
     def _on_confirm(self, frame: Any) -> None:
+        """pika's confirm callback: a confirm pika parsed (`reads.ConfirmReader` reads them once in confirm mode)."""
         method = frame.method
-        self._confirms.settle(method.delivery_tag, method.multiple, isinstance(method, pika.spec.Basic.Ack))
+        self.confirmed(method.delivery_tag, method.multiple, isinstance(method, pika.spec.Basic.Ack))
+
+    @guarded
+    def confirmed(self, tag: int, multiple: bool, acked: bool) -> None:
+        """RabbitMQ confirmed the publish `tag` (and every one before it if `multiple`): `acked`, or refused."""
+        self._confirms.settle(tag, multiple, acked)
         if self._stopping:
             self._stop_if_settled()
 

@@ -1,10 +1,12 @@
-"""`reads.DeliveryReader` and `frames.read_delivery` give what pika's own parser gives, on random streams.
+"""The readers of `reads.py` and `frames.read_delivery` / `read_confirm` give what pika's own parser gives.
 
 Each stream is frames marshalled by pika: deliveries of the process's own consumer (with and without a message id,
 empty bodies, bodies split over many frames, non-ASCII names), deliveries the reader must leave to pika (another
-consumer, another channel, other properties, a consumer tag that is not UTF-8), heartbeats and confirms. The same
-stream, cut at random places, goes once through pika's parser frame by frame and once through the reader; what
-reaches the consumer, what reaches pika's dispatch, and pika's byte and frame counts must be the same.
+consumer, another channel, other properties, a consumer tag that is not UTF-8), heartbeats and confirms; for the
+confirm reader, acks and nacks on the publisher's channel and on another, among returned messages and other
+frames. The same stream, cut at random places, goes once through pika's parser frame by frame and once through the
+reader; what reaches the consumer or the confirm handler, what reaches pika's dispatch, and pika's byte and frame
+counts must be the same.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import pytest
 from pika import frame, spec
 from pika.channel import ContentFrameAssembler
 
-from channels_rabbitmq_threaded._io.frames import Delivery, Unread, read_delivery
-from channels_rabbitmq_threaded._io.reads import WAIT_LIMIT, DeliveryReader
+from channels_rabbitmq_threaded._io.frames import Confirm, Delivery, Unread, read_confirm, read_delivery
+from channels_rabbitmq_threaded._io.reads import WAIT_LIMIT, ConfirmReader, DeliveryReader
 
 CONSUMING = 1  # the consuming channel's number
 OWN = "ctag1.own"  # the process's own consumer
@@ -55,6 +57,12 @@ class FakeConnection:
         if isinstance(value, frame.Heartbeat):
             self.events.append(("heartbeat",))
             return
+        if isinstance(value, frame.Method) and isinstance(value.method, (spec.Basic.Ack, spec.Basic.Nack)):
+            method = value.method
+            self.on_confirm(
+                method.delivery_tag, method.multiple, isinstance(method, spec.Basic.Ack), value.channel_number
+            )
+            return
         if isinstance(value, frame.Method) and not spec.has_content(value.method.INDEX):
             self.events.append(("method", value.channel_number, value.method.NAME))
             return
@@ -62,10 +70,17 @@ class FakeConnection:
         assembled = assembler.process(value)
         if assembled:
             method, header, body = assembled
+            if isinstance(method.method, spec.Basic.Return):
+                self.events.append(("returned", value.channel_number, method.method.routing_key, body))
+                return
             self.record(value.channel_number, method.method.delivery_tag, method.method.consumer_tag, header, body)
 
     def record(self, channel: int, tag: int, consumer_tag: Any, header: Any, body: bytes) -> None:
         self.events.append(("delivery", channel, tag, consumer_tag, header.properties.message_id, body))
+
+    def on_confirm(self, tag: int, multiple: bool, acked: bool, channel: int = CONSUMING) -> None:
+        """pika's confirm callback, and the confirm reader's (the publisher's channel is number CONSUMING here too)."""
+        self.events.append(("confirm", channel, tag, multiple, acked))
 
     def on_delivery(self, channel: Any, tag: int, consumer_tag: str, message_id: str | None, body: bytes) -> None:
         """The reader's handler: recorded as pika's consumer would have seen it."""
@@ -257,3 +272,73 @@ def test_read_delivery_leaves_what_is_not_a_delivery_it_reads_to_pika() -> None:
     method = len(frame.Method(CONSUMING, spec.Basic.Deliver(OWN, 1, False, "", "q")).marshal())
     assert read_delivery(good[: method + 3], 0, CONSUMING) is Unread.NOT_WHOLE  # the method whole, not the header
     assert read_delivery(good[: method - 1], 0, CONSUMING) is Unread.OTHER  # pika waits for the method frame too
+
+
+def a_confirm_stream(rng: random.Random) -> tuple[bytes, int]:
+    """Random frames a publisher connection receives, and how many are confirms of the publisher's channel."""
+    pieces, confirms = [], 0
+    for _ in range(rng.randrange(1, 60)):
+        kind = rng.choice(("ack", "ack", "ack", "nack", "other channel", "returned", "beat", "other method"))
+        channel = 2 if kind == "other channel" else CONSUMING
+        if kind in ("ack", "other channel"):
+            method: Any = spec.Basic.Ack(delivery_tag=rng.randrange(1, 2**64), multiple=rng.random() < 0.5)
+            pieces.append(frame.Method(channel, method).marshal())
+        elif kind == "nack":
+            method = spec.Basic.Nack(rng.randrange(1, 2**64), rng.random() < 0.5, rng.random() < 0.5)
+            pieces.append(frame.Method(channel, method).marshal())
+        elif kind == "returned":
+            method = spec.Basic.Return(312, "NO_ROUTE", "direct", a_name(rng))
+            body = rng.randbytes(rng.randrange(0, 300))
+            pieces += [
+                frame.Method(channel, method).marshal(),
+                frame.Header(channel, len(body), spec.BasicProperties(message_id="m")).marshal(),
+                frame.Body(channel, body).marshal() if body else b"",
+            ]
+        elif kind == "beat":
+            pieces.append(frame.Heartbeat().marshal())
+        else:
+            pieces.append(frame.Method(channel, spec.Exchange.DeclareOk()).marshal())
+        confirms += kind in ("ack", "nack")
+    return b"".join(pieces), confirms
+
+
+def confirms_through(stream: list[bytes]) -> tuple[FakeConnection, ConfirmReader]:
+    connection = FakeConnection()
+    reader = ConfirmReader(connection, connection.on_confirm)
+    reader.confirming(CONSUMING)
+    for piece in stream:
+        connection._on_data_available(piece)  # type: ignore[attr-defined]
+    return connection, reader
+
+
+def test_the_confirm_reader_gives_what_pikas_parser_gives_on_random_streams() -> None:
+    rng = random.Random(120)
+    for _ in range(400):
+        data, confirms = a_confirm_stream(rng)
+        pikas, _ = read_through(cut(rng, data), reader_on=False)
+        ours, _reader = confirms_through(cut(rng, data))
+        assert ours.events == pikas.events
+        assert (ours.bytes_received, ours.frames_received) == (pikas.bytes_received, pikas.frames_received)
+        assert ours._frame_buffer == b""
+        whole, whole_reader = confirms_through([data])
+        assert whole_reader.taken == confirms and whole.events == pikas.events
+
+
+def test_confirms_of_a_channel_pika_no_longer_holds_are_left_to_pika() -> None:
+    connection = FakeConnection()
+    reader = ConfirmReader(connection, connection.on_confirm)
+    reader.confirming(CONSUMING)
+    del connection._channels[CONSUMING]  # closed: pika drops what comes for it
+    connection._on_data_available(frame.Method(CONSUMING, spec.Basic.Ack(7, False)).marshal())  # type: ignore[attr-defined]
+    assert reader.taken == 0 and connection.dispatched == 1
+
+
+def test_read_confirm_reads_whole_acks_and_nacks_of_its_channel_only() -> None:
+    ack = frame.Method(CONSUMING, spec.Basic.Ack(2**64 - 1, True)).marshal()
+    nack = frame.Method(CONSUMING, spec.Basic.Nack(5, False, True)).marshal()
+    assert read_confirm(b"x" + ack, 1, CONSUMING) == Confirm(len(ack) + 1, 2**64 - 1, True, True)
+    assert read_confirm(nack, 0, CONSUMING) == Confirm(len(nack), 5, False, False)
+    assert read_confirm(ack, 0, 2) is None  # another channel
+    assert read_confirm(ack[:-1], 0, CONSUMING) is None  # not all here: pika waits for it as well
+    assert read_confirm(ack[:-1] + b"\x00", 0, CONSUMING) is None  # a wrong end marker: pika raises
+    assert read_confirm(frame.Method(CONSUMING, spec.Basic.Reject(5, True)).marshal(), 0, CONSUMING) is None
