@@ -28,9 +28,9 @@ confirms: list[float] = []
 
 
 def instrument(groups: int) -> None:
-    publish, on_confirm, submit = (
+    publish, confirmed, submit = (
         publisher.PublisherSide.publish,
-        publisher.PublisherSide._on_confirm,
+        publisher.PublisherSide.confirmed,
         io_thread.IOThread.submit,
     )
 
@@ -41,9 +41,9 @@ def instrument(groups: int) -> None:
         if published[0] == groups:
             marks["last publish"] = time.perf_counter()
 
-    def noted_confirm(self: Any, frame: Any) -> None:
+    def noted_confirm(self: Any, tag: int, multiple: bool, acked: bool) -> None:
         confirms.append(time.perf_counter())
-        on_confirm(self, frame)
+        confirmed(self, tag, multiple, acked)
 
     def noted_submit(self: Any, *requests: Any) -> None:
         if len(requests) > 1:
@@ -51,7 +51,7 @@ def instrument(groups: int) -> None:
         submit(self, *requests)
 
     publisher.PublisherSide.publish = noted_publish  # type: ignore[method-assign]
-    publisher.PublisherSide._on_confirm = noted_confirm  # type: ignore[method-assign]
+    publisher.PublisherSide.confirmed = noted_confirm  # type: ignore[method-assign]
     io_thread.IOThread.submit = noted_submit  # type: ignore[method-assign]
 
 

@@ -75,7 +75,7 @@ async def main(host: str, count: int) -> None:
     noted(io_thread.IOThread, "publish_now", "start")  # the caller publishes at once...
     noted(io_thread.RequestFunnel, "_drain", "start")  # ...or the I/O thread drains its requests (the later mark)
     noted(publisher.PublisherSide, "publish", "published", after=True)
-    noted(publisher.PublisherSide, "_on_confirm", "confirm")
+    noted(publisher.PublisherSide, "confirmed", "confirm")
     noted(handoffs.LoopWakes, "flush", "answers sent")
     first_after_answers(io_thread.LockedWait, "poll", "waits")
     sender = RabbitmqChannelLayer(host=host)
