@@ -22,7 +22,7 @@ from channels.layers import channel_layers
 
 from channels_rabbitmq_threaded import RabbitmqChannelLayer, RabbitmqLayerError
 from channels_rabbitmq_threaded._io.link import Link
-from channels_rabbitmq_threaded._io.reads import ConfirmReader, DeliveryReader
+from channels_rabbitmq_threaded._io.reads import InputReader
 
 from .support.leftovers import remove_prefixed
 from .support.netns_cluster import NamespacedCluster, netns_cluster
@@ -46,23 +46,13 @@ def links(layer: RabbitmqChannelLayer) -> Links:
     return Links(*io_thread.hub.links())
 
 
-def delivery_reader(layer: RabbitmqChannelLayer) -> DeliveryReader:
-    """The reader of the consumer connection's input (the layer must be consuming), for tests that count what it
-    read."""
-    io_thread = layer._io_thread
-    assert io_thread is not None, "the layer has not started its I/O thread yet"
-    reader = io_thread.hub.consumer.reader
-    assert reader is not None, "the layer is not consuming"
-    return reader
-
-
-def confirm_reader(layer: RabbitmqChannelLayer) -> ConfirmReader:
-    """The reader of the publisher connection's input (the layer must have published), for tests that count what it
-    read."""
-    io_thread = layer._io_thread
-    assert io_thread is not None, "the layer has not started its I/O thread yet"
-    reader = io_thread.hub.publisher.reader
-    assert reader is not None, "the publisher's channel is not in confirm mode yet"
+def input_reader(link: Link) -> InputReader:
+    """The reader of a link's input (`reads.py`: it stands in for pika's `_on_data_available` on the link's
+    connection), for tests that count what it read."""
+    connection = link.connection
+    assert connection is not None, "the link has no connection"
+    reader = getattr(connection._on_data_available, "__self__", None)
+    assert isinstance(reader, InputReader), "pika alone reads this connection's input"
     return reader
 
 

@@ -98,7 +98,6 @@ class ConsumerSide:
         self._rebinds_left = 0
         self._unacknowledged_at_loss = 0
         self._closing = False  # close() is unbinding before it stops the link
-        self.reader: DeliveryReader | None = None  # reads the deliveries of the connection that consumes now
         self.link.inflight.on_end(self._reset)
 
     def bookkeeping(self) -> dict[str, int]:
@@ -196,8 +195,7 @@ class ConsumerSide:
             self.queue.name, self.deliveries.on_delivery, callback=self.link.step(self._on_consuming)
         )
         self.deliveries.own_tag = tag
-        self.reader = DeliveryReader(self.link.connection, self.deliveries.take)
-        self.reader.consuming(channel.channel_number, tag)
+        DeliveryReader(self.link.connection, self.deliveries.take).consuming(channel.channel_number, tag)
 
     @guarded
     def _on_consuming(self, _frame: Any) -> None:

@@ -96,7 +96,6 @@ class PublisherSide:
         self._declared = RecentNames()  # normal-channel queues declared on the current channel (lately)
         self._declaring: dict[str, list[Publish]] = {}  # queue -> publishes waiting for its DeclareOk
         self._stopping = False
-        self.reader: ConfirmReader | None = None  # reads the confirms of the connection that publishes now
         self._ids = MessageIds()
         self.link.inflight.on_end(self._reset)
 
@@ -126,8 +125,7 @@ class PublisherSide:
         """Step 2: declare the groups exchange (group_send to a group nobody joined yet must not fail); the confirms
         are read before pika parses them from now on (`reads.ConfirmReader`)."""
         self._confirms.reset()
-        self.reader = ConfirmReader(self.link.connection, self.confirmed)
-        self.reader.confirming(self.link.channel.channel_number)
+        ConfirmReader(self.link.connection, self.confirmed).confirming(self.link.channel.channel_number)
         declare_exchange(self.link, self.settings.groups_exchange, ExchangeType.direct, self._on_exchange_declared)
 
     @guarded

@@ -17,7 +17,7 @@ from channels.exceptions import ChannelFull
 from channels_rabbitmq_threaded import RabbitmqChannelLayer
 from channels_rabbitmq_threaded._routing.envelope import Recipient, encode
 
-from ..conftest import HOST, confirm_reader, delivery_reader
+from ..conftest import HOST, input_reader, links
 
 MESSAGES = 300
 
@@ -28,7 +28,7 @@ async def test_the_process_s_deliveries_are_read_by_the_layer_and_the_rest_by_pi
     channel = await layer.new_channel()
     await layer.send(channel, {"type": "warm"})  # the consumer is ready
     await layer.receive(channel)
-    reader = delivery_reader(layer)
+    reader = input_reader(links(layer).consumer)
     taken_before = reader.taken
     big = "x" * 300_000  # over the reader's wait and pika's frame size: pika takes it frame by frame
 
@@ -59,7 +59,7 @@ async def test_the_publisher_s_confirms_are_read_by_the_layer(make_layer) -> Non
     channel, full = await roomy.new_channel(), await tight.new_channel()
     await layer.send(channel, {"type": "warm"})  # the publisher is in confirm mode
     await roomy.receive(channel)
-    reader = confirm_reader(layer)
+    reader = input_reader(links(layer).publisher)
     taken_before = reader.taken
     for n in range(MESSAGES):  # one at a time: one basic.ack each
         await layer.send(channel, {"type": "m", "n": n})

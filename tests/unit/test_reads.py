@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from pika import frame, spec
 from pika.channel import ContentFrameAssembler
 
 from channels_rabbitmq_threaded._io.frames import Confirm, Delivery, Unread, read_confirm, read_delivery
-from channels_rabbitmq_threaded._io.reads import WAIT_LIMIT, ConfirmReader, DeliveryReader
+from channels_rabbitmq_threaded._io.reads import WAIT_LIMIT, ConfirmReader, DeliveryReader, InputReader
 
 CONSUMING = 1  # the consuming channel's number
 OWN = "ctag1.own"  # the process's own consumer
@@ -159,16 +160,29 @@ def cut(rng: random.Random, data: bytes) -> list[bytes]:
     return [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
 
 
-def read_through(stream: list[bytes], reader_on: bool = True) -> tuple[FakeConnection, DeliveryReader | None]:
-    connection = FakeConnection()
-    if not reader_on:
-        for piece in stream:
-            pikas_parse(connection, piece)
-        return connection, None
+def delivery_reader(connection: FakeConnection) -> DeliveryReader:
     reader = DeliveryReader(connection, connection.on_delivery)
     reader.consuming(CONSUMING, OWN)
+    return reader
+
+
+def confirm_reader(connection: FakeConnection) -> ConfirmReader:
+    reader = ConfirmReader(connection, connection.on_confirm)
+    reader.confirming(CONSUMING)
+    return reader
+
+
+def read_through(
+    stream: list[bytes], make: Callable[[FakeConnection], InputReader] | None = delivery_reader
+) -> tuple[FakeConnection, Any]:
+    """`stream`'s pieces through a reader made by `make`, or through pika's parser alone (`make=None`)."""
+    connection = FakeConnection()
+    reader = make(connection) if make else None
     for piece in stream:
-        connection._on_data_available(piece)  # type: ignore[attr-defined]
+        if reader:
+            connection._on_data_available(piece)  # type: ignore[attr-defined]
+        else:
+            pikas_parse(connection, piece)
     return connection, reader
 
 
@@ -176,7 +190,7 @@ def test_the_reader_gives_what_pikas_parser_gives_on_random_streams() -> None:
     rng = random.Random(24)
     for _ in range(400):
         data, _own = a_stream(rng, rng.choice((64, 300, 4096, 131072)))
-        pikas, _ = read_through(cut(rng, data), reader_on=False)
+        pikas, _ = read_through(cut(rng, data), make=None)
         ours, _reader = read_through(cut(rng, data))
         assert ours.events == pikas.events
         assert (ours.bytes_received, ours.frames_received) == (pikas.bytes_received, pikas.frames_received)
@@ -249,7 +263,7 @@ def test_read_delivery_reads_pikas_fields_or_says_why_not() -> None:
         frame_max = rng.choice((64, 300, 4096))
         kind = rng.choice(("own", "own", "other consumer", "other channel", "other properties"))
         data = a_delivery(rng, rng.randrange(1, 2**64), frame_max, kind)
-        pikas, _ = read_through([data], reader_on=False)
+        pikas, _ = read_through([data], make=None)
         (_, _channel, tag, consumer_tag, message_id, body) = pikas.events[0]
         read = read_delivery(b"junk" + data, 4, CONSUMING)
         if kind in ("own", "other consumer"):
@@ -302,25 +316,16 @@ def a_confirm_stream(rng: random.Random) -> tuple[bytes, int]:
     return b"".join(pieces), confirms
 
 
-def confirms_through(stream: list[bytes]) -> tuple[FakeConnection, ConfirmReader]:
-    connection = FakeConnection()
-    reader = ConfirmReader(connection, connection.on_confirm)
-    reader.confirming(CONSUMING)
-    for piece in stream:
-        connection._on_data_available(piece)  # type: ignore[attr-defined]
-    return connection, reader
-
-
 def test_the_confirm_reader_gives_what_pikas_parser_gives_on_random_streams() -> None:
     rng = random.Random(120)
     for _ in range(400):
         data, confirms = a_confirm_stream(rng)
-        pikas, _ = read_through(cut(rng, data), reader_on=False)
-        ours, _reader = confirms_through(cut(rng, data))
+        pikas, _ = read_through(cut(rng, data), make=None)
+        ours, _reader = read_through(cut(rng, data), confirm_reader)
         assert ours.events == pikas.events
         assert (ours.bytes_received, ours.frames_received) == (pikas.bytes_received, pikas.frames_received)
         assert ours._frame_buffer == b""
-        whole, whole_reader = confirms_through([data])
+        whole, whole_reader = read_through([data], confirm_reader)
         assert whole_reader.taken == confirms and whole.events == pikas.events
 
 
