@@ -2,9 +2,10 @@
 
 Theory of operation
 -------------------
-pika 1.4 hands every frame it marshals to its transport as a separate chunk (the layer's publishes go as one chunk
-each, `emit`), and its writer sends the chunks one `send` each when the socket turns writable. A pass of the I/O
-thread that publishes 50 messages would make 50 system calls, and as many TCP segments for the broker to read.
+pika 1.4 hands every frame it marshals to its transport as a separate chunk (the layer's publishes and acks go as
+one chunk each, `emit`), and its writer sends the chunks one `send` each when the socket turns writable. A pass of
+the I/O thread that publishes 50 messages would make 50 system calls, and as many TCP segments for the broker to
+read.
 Three functions here, each confined to pika's output, its transport's buffer and its writer:
 
 * `join_writes`: before pika's writer runs, the chunks waiting in the transport's buffer are joined into pieces of
@@ -14,8 +15,9 @@ Three functions here, each confined to pika's output, its transport's buffer and
   frames the acks of a pass (`Deliveries`), and, when nothing is buffered ahead and the connection is plain TCP,
   puts the bytes on the socket in one non-blocking send instead of waiting for the I/O thread to wake for
   writability. Whatever the socket does not take goes to pika's buffer.
-* `emit`: the frames of a publish that `frames.publish_frames` marshalled go into pika's output as pika's own
-  framing would put them (its byte count, which its heartbeat checker reads, included).
+* `emit`: the frames the layer marshalled (a publish's, `frames.publish_frames`; an ack, `frames.ack_frame`) go
+  into pika's output as pika's own framing would put them (its byte count, which its heartbeat checker reads,
+  included).
 
 Rules
 -----
