@@ -21,7 +21,7 @@ competing workers share it and nothing piles up in a process that stopped readin
 Acks go through `ledgers.PendingAcks`: those decided during one pass of the I/O loop go out at its end, the oldest
 settled run of deliveries as one `basic.ack(multiple=True)`; a delivery held back by `local_capacity` stays
 unacknowledged, and those behind it are acknowledged singly. Each ack is framed by `frames.ack_frame` and put on
-the socket at once when nothing waits ahead of it (`writes.send_at_once`), not left for pika's writer to send when
+the socket at once when nothing waits ahead of it (`Link.send_at_once`), not left for pika's writer to send when
 the socket turns writable. When the connection ends, RabbitMQ requeues what it
 had not seen acknowledged: `connection_ended` forgets those deliveries (and their ids in the window). Everything
 here runs on the I/O thread.
@@ -103,7 +103,7 @@ class Deliveries:
         if self._link.channel_open:  # else RabbitMQ requeued it with the channel, and `connection_ended` forgot it
             connection = self._link.connection
             data = ack_frame(self._link.channel.channel_number, tag, multiple)
-            writes.send_at_once(connection, lambda: writes.emit(connection, data))
+            self._link.send_at_once(lambda: writes.emit(connection, data))
 
     def on_delivery(self, channel: Any, method: pika.spec.Basic.Deliver, props: Any, body: bytes) -> None:
         """pika's consumer callback: a delivery pika parsed (`reads.DeliveryReader` reads most of them itself)."""

@@ -132,6 +132,14 @@ def _short_string(buffer: bytes, at: int) -> tuple[str, int]:
     return buffer[at + 1 : end].decode(), end
 
 
+def frame_size(buffer: bytes, at: int) -> int:
+    """The bytes of the frame that starts at `at`, as its head says (all that is left if the head is not there)."""
+    if len(buffer) - at < 7:
+        return len(buffer) - at
+    size: int = _frame_head.unpack_from(buffer, at)[2]
+    return size + FRAME_OVERHEAD
+
+
 def _frame_end(buffer: bytes, at: int, kind: int, channel: int) -> int:
     """The offset of the end marker of the frame of `kind` on `channel` that starts at `at`; -1 if that is not such
     a frame, `_NOT_WHOLE` if it may be but is not all in `buffer`."""

@@ -326,7 +326,8 @@ class Link:
     def send_at_once(self, frame: Callable[[], None]) -> None:
         """Run `frame` (which frames methods on this link's connection) and put its bytes on the socket at once.
 
-        For a caller holding the pika lock (`IOThread.publish_now`): see `writes.send_at_once`.
+        For a caller holding the pika lock (`IOThread.publish_now`), and for the I/O thread's acks
+        (`Deliveries`): see `writes.send_at_once`.
         """
         writes.send_at_once(self.connection, frame)
 

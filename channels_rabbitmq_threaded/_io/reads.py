@@ -39,7 +39,7 @@ from typing import Any
 
 from pika.frame import decode_frame
 
-from .frames import Unread, read_confirm, read_delivery
+from .frames import Unread, frame_size, read_confirm, read_delivery
 
 WAIT_LIMIT = 128 * 1024  # bytes: a delivery not yet whole waits for its rest here while the input is no larger
 WAIT = -1  # `_take`'s answer when what starts at the offset is to be read here once the rest has come
@@ -71,7 +71,7 @@ class InputReader:
             if end > at:
                 at = end
             else:
-                consumed, frame = decode_frame(buffer[at : at + _frame_size(buffer, at)])
+                consumed, frame = decode_frame(buffer[at : at + frame_size(buffer, at)])
                 if frame is None:
                     break  # not all here yet
                 at += consumed
@@ -138,10 +138,3 @@ class ConfirmReader(InputReader):
         self._counted(read.end - at, 1)
         self._on_confirm(read.delivery_tag, read.multiple, read.acked)
         return read.end
-
-
-def _frame_size(buffer: bytes, at: int) -> int:
-    """The bytes of the frame that starts at `at` as its head says (all that is left if the head is not there)."""
-    if len(buffer) - at < 7:
-        return len(buffer) - at
-    return 8 + int.from_bytes(buffer[at + 3 : at + 7], "big")
